@@ -1,0 +1,8 @@
+//! Akinon OMS webhooks: `POST /webhooks/oms`, verified, deduplicated and queued.
+
+use terima_core::Provider;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), terima_aws::lambda::Error> {
+    terima_aws::lambda::run_provider(Provider::Oms).await
+}

@@ -1,0 +1,41 @@
+# Sourced by the scripts: the project's Python virtual environment with the
+# local AWS emulator and the Lambda tooling, created on first use.
+# shellcheck shell=bash
+TERIMA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$TERIMA_ROOT/.venv"
+REQUIREMENTS="$TERIMA_ROOT/scripts/requirements.txt"
+if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQUIREMENTS" "$VENV/.installed"; then
+    echo "==> installing test tools into .venv (scripts/requirements.txt)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    cp "$REQUIREMENTS" "$VENV/.installed"
+fi
+# cargo lambda finds zig through `python3 -m ziglang`: the venv comes first.
+export PATH="$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0
+# The SDK must never probe the instance-metadata address from here.
+export AWS_EC2_METADATA_DISABLED=true
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts the DynamoDB + SQS emulator (moto, one request at a time: see
+# scripts/moto_serial.py) on a free loopback port; sets MOTO_URL and MOTO_PID.
+start_moto() {
+    local port log
+    port=$(free_port)
+    log="$TERIMA_ROOT/target/moto-$port.log"
+    mkdir -p "$TERIMA_ROOT/target"
+    python3 "$TERIMA_ROOT/scripts/moto_serial.py" "$port" >"$log" 2>&1 &
+    MOTO_PID=$!
+    MOTO_URL="http://127.0.0.1:$port"
+    for _ in $(seq 1 100); do
+        if python3 -c "import urllib.request,sys; urllib.request.urlopen('$MOTO_URL/moto-api/')" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "moto_server did not start; see $log" >&2
+    return 1
+}

@@ -1,0 +1,520 @@
+//! The processor against the local DynamoDB and SQS emulator: batches,
+//! duplicates, deaths, late deliveries and poison messages.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use common::*;
+use terima_core::{Provider, QueueMessage, SystemClock, Timestamp};
+use terima_service::memory::MemoryStore;
+use terima_service::process::{Extension, ExtensionError, ProcessError, Processed, WorkContext};
+use terima_service::store::{EventRecord, EventStatus, EventStore, Lease, LeaseRequest};
+use terima_service::{Metrics, Processor, ProcessorConfig};
+
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    fn runs(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Extension for Counter {
+    async fn handle(&self, _: &WorkContext<'_>) -> Result<(), ExtensionError> {
+        // Long enough for a concurrent copy to arrive while this one works.
+        sleep_ms(50).await;
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn processor(
+    b: &Backends,
+    counter: &Counter,
+    lease_millis: i64,
+) -> Processor<terima_aws::DynamoStore, Counter> {
+    Processor::new(
+        ProcessorConfig {
+            lease_millis,
+            concurrency: 10,
+        },
+        b.store(),
+        counter.clone(),
+        Arc::new(SystemClock),
+        Metrics::Silent,
+    )
+}
+
+/// The queue message a provider function would send for this body
+/// (verification off: these tests are about the processor).
+async fn message(provider: Provider, body: &str) -> QueueMessage {
+    let memory = MemoryStore::new();
+    let verify_off = format!("TERIMA_{}_VERIFY", provider.env_infix());
+    let ingest = ingest(
+        provider,
+        memory.clone(),
+        memory.clone(),
+        &[(&verify_off, "off")],
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-bitbybit-webhook-id", "evt-1".parse().expect("value"));
+    headers.insert(
+        "x-bitbybit-webhook-event",
+        "order.updated".parse().expect("value"),
+    );
+    let reply = ingest.handle(&headers, body.as_bytes(), "req-test").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    memory.queued().pop().expect("queued")
+}
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(
+        workspace_root()
+            .join("shared/core/tests/fixtures")
+            .join(path),
+    )
+    .expect("fixture")
+}
+
+/// A Biteship `order.status` body with the given status and optional time.
+fn biteship(status: &str, updated_at: Option<&str>) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("biteship/order.status.json")).expect("json");
+    v["status"] = status.into();
+    if let Some(t) = updated_at {
+        v["updated_at"] = t.into();
+    }
+    v.to_string()
+}
+
+/// What Lambda's SQS event source mapping does once: receive a batch, invoke,
+/// delete what succeeded. Returns the received ids and the reported failures.
+async fn poll_once<E: Extension>(
+    b: &Backends,
+    p: &Processor<terima_aws::DynamoStore, E>,
+) -> (Vec<String>, Vec<String>) {
+    let out = b
+        .sqs
+        .receive_message()
+        .queue_url(&b.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages.unwrap_or_default();
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record
+        })
+        .collect();
+    let response = terima_aws::lambda::handle_batch(p, event).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    for m in &messages {
+        if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
+            b.sqs
+                .delete_message()
+                .queue_url(&b.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    (
+        messages
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect(),
+        failed,
+    )
+}
+
+async fn send(b: &Backends, body: &str) -> String {
+    b.sqs
+        .send_message()
+        .queue_url(&b.queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send")
+        .message_id
+        .expect("id")
+}
+
+async fn status_of(b: &Backends, provider: Provider, kind: &str, id: &str) -> Option<String> {
+    b.store()
+        .resource(provider, kind, id)
+        .await
+        .expect("read resource")
+        .and_then(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_ten_with_one_undecodable_message_reports_exactly_that_one() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let events = [
+        "order.draft",
+        "order.to_process",
+        "order.in_process",
+        "order.packed",
+        "order.shipped",
+        "item.created",
+        "purchase.created",
+        "inbound.created",
+        "awb.generated",
+    ];
+    let mut event = SqsEvent::default();
+    for (i, name) in events.iter().enumerate() {
+        let m = message(
+            Provider::BebasKirim,
+            &fixture(&format!("bebaskirim/{name}.json")),
+        )
+        .await;
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{i}"));
+        record.body = Some(m.encode());
+        event.records.push(record);
+    }
+    let mut poison = SqsMessage::default();
+    poison.message_id = Some("poison".to_owned());
+    poison.body = Some("{\"not\": \"a terima message\"}".to_owned());
+    event.records.insert(4, poison);
+
+    let response = terima_aws::lambda::handle_batch(&p, event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["poison"]);
+    assert_eq!(counter.runs(), 9);
+    let processed = b
+        .store()
+        .events(&Default::default())
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.status == EventStatus::Processed)
+        .count();
+    assert_eq!(processed, 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_twice_or_twice_at_once_runs_the_work_once() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let body = message(Provider::Oms, &fixture("oms/package.created.json"))
+        .await
+        .encode();
+
+    assert_eq!(p.process(&body).await.expect("first"), Processed::Done);
+    assert_eq!(
+        p.process(&body).await.expect("second"),
+        Processed::AlreadyDone
+    );
+    assert_eq!(counter.runs(), 1);
+
+    let body = message(Provider::Oms, &fixture("oms/package.status.packed.json"))
+        .await
+        .encode();
+    let (a, c) = tokio::join!(p.process(&body), p.process(&body));
+    let busy = [&a, &c]
+        .iter()
+        .filter(|r| matches!(r, Err(ProcessError::Busy { .. })))
+        .count();
+    let done = [&a, &c]
+        .iter()
+        .filter(|r| matches!(r, Ok(Processed::Done)))
+        .count();
+    assert_eq!((done, busy), (1, 1), "{a:?} {c:?}");
+    assert_eq!(
+        p.process(&body).await.expect("retry"),
+        Processed::AlreadyDone
+    );
+    assert_eq!(counter.runs(), 2);
+
+    // Through the queue: two copies of one event in one batch.
+    let body = message(Provider::Oms, &fixture("oms/shipment.created.json"))
+        .await
+        .encode();
+    send(&b, &body).await;
+    send(&b, &body).await;
+    for _ in 0..10 {
+        poll_once(&b, &p).await;
+        if b.receive_all(&b.queue_url).await.is_empty() {
+            break;
+        }
+        sleep_ms(200).await;
+    }
+    assert_eq!(counter.runs(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_death_between_steps_the_work_completes_once_when_the_lease_lapses() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let m = message(
+        Provider::Biteship,
+        &fixture("biteship/order.status--delivered.json"),
+    )
+    .await;
+
+    // An invocation took the lease and died before completing.
+    let now = SystemClock.now_millis_for_test();
+    let dead = b
+        .store()
+        .acquire(&LeaseRequest {
+            record: EventRecord::from_message(&m),
+            owner: "dead-invocation".to_owned(),
+            now,
+            lease_millis: 1_000,
+        })
+        .await
+        .expect("lease");
+    assert!(matches!(
+        dead,
+        Lease::Acquired {
+            attempts: 1,
+            takeover: false
+        }
+    ));
+
+    assert!(matches!(
+        p.process(&m.encode()).await,
+        Err(ProcessError::Busy { .. })
+    ));
+    assert_eq!(counter.runs(), 0);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        p.process(&m.encode()).await.expect("takeover"),
+        Processed::Done
+    );
+    assert_eq!(
+        p.process(&m.encode()).await.expect("repeat"),
+        Processed::AlreadyDone
+    );
+    assert_eq!(counter.runs(), 1);
+    let record = b
+        .store()
+        .event(Provider::Biteship, &m.work_key)
+        .await
+        .expect("read")
+        .expect("event");
+    assert_eq!(
+        (record.status, record.attempts),
+        (EventStatus::Processed, 2)
+    );
+    assert_eq!(record.lease_owner, None);
+    assert_eq!(
+        status_of(&b, Provider::Biteship, "order", &m.resource.id)
+            .await
+            .as_deref(),
+        Some("delivered")
+    );
+}
+
+trait NowForTest {
+    fn now_millis_for_test(&self) -> i64;
+}
+
+impl NowForTest for SystemClock {
+    fn now_millis_for_test(&self) -> i64 {
+        terima_core::Clock::now_millis(self)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_and_out_of_order_deliveries_never_move_a_state_backwards() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let run = |provider, body: String| {
+        let p = &p;
+        async move {
+            let m = message(provider, &body).await;
+            p.process(&m.encode()).await.expect("processed");
+        }
+    };
+
+    // Bebas Kirim: shipped before packed.
+    run(
+        Provider::BebasKirim,
+        fixture("bebaskirim/order.shipped.json"),
+    )
+    .await;
+    run(
+        Provider::BebasKirim,
+        fixture("bebaskirim/order.packed.json"),
+    )
+    .await;
+    assert_eq!(
+        status_of(&b, Provider::BebasKirim, "order", "ORD-2024-001")
+            .await
+            .as_deref(),
+        Some("shipped")
+    );
+
+    // Akinon: shipped (later modified_date) before packed.
+    run(Provider::Oms, fixture("oms/package.status.shipped.json")).await;
+    run(Provider::Oms, fixture("oms/package.status.packed.json")).await;
+    assert_eq!(
+        status_of(&b, Provider::Oms, "package", "1001")
+            .await
+            .as_deref(),
+        Some("800")
+    );
+
+    // Biteship without updated_at: delivered before picked; the documented
+    // order of statuses decides.
+    let order = "65bb1f2e9a4c3d0012e4f5a6";
+    run(Provider::Biteship, biteship("delivered", None)).await;
+    run(Provider::Biteship, biteship("picked", None)).await;
+    assert_eq!(
+        status_of(&b, Provider::Biteship, "order", order)
+            .await
+            .as_deref(),
+        Some("delivered")
+    );
+
+    // A late retry of an old status that carries its time.
+    let b2 = Backends::new(5, 30).await;
+    let p2 = processor(&b2, &counter, 30_000);
+    for body in [
+        biteship("dropping_off", Some("2024-02-01T12:00:00.000Z")),
+        biteship("pickingUp", Some("2024-02-01T10:00:00.000Z")),
+        biteship("picked", None),
+    ] {
+        let m = message(Provider::Biteship, &body).await;
+        p2.process(&m.encode()).await.expect("processed");
+    }
+    assert_eq!(
+        status_of(&b2, Provider::Biteship, "order", order)
+            .await
+            .as_deref(),
+        Some("dropping_off")
+    );
+    // ...and the waybill that arrives afterwards still fills in.
+    let m = message(
+        Provider::Biteship,
+        &fixture("biteship/order.waybill_id.json"),
+    )
+    .await;
+    p2.process(&m.encode()).await.expect("processed");
+    let state = b2
+        .store()
+        .resource(Provider::Biteship, "order", order)
+        .await
+        .expect("read")
+        .expect("state");
+    assert_eq!(state.status.as_deref(), Some("dropping_off"));
+    assert!(state.fields.contains_key("courier_waybill_id"), "{state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_reaches_the_dlq_after_max_receive_count() {
+    let b = Backends::new(2, 1).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let id = send(&b, "this is not a Terima message").await;
+    let mut receives = 0;
+    for _ in 0..10 {
+        let (received, failed) = poll_once(&b, &p).await;
+        if received.contains(&id) {
+            receives += 1;
+            assert_eq!(
+                failed,
+                vec![id.clone()],
+                "an undecodable message must be reported failed"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let in_dlq = b
+            .sqs
+            .receive_message()
+            .queue_url(&b.dlq_url)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("receive DLQ")
+            .messages
+            .unwrap_or_default();
+        if let Some(dead) = in_dlq.first() {
+            assert_eq!(dead.body(), Some("this is not a Terima message"));
+            assert_eq!(receives, 2, "moved after maxReceiveCount receives");
+            return;
+        }
+    }
+    panic!("the poison message never reached the DLQ ({receives} receives)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_log_is_queryable_by_resource_newest_first_and_by_time() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    for name in [
+        "order.draft",
+        "order.to_process",
+        "item.created",
+        "order.packed",
+    ] {
+        let m = message(
+            Provider::BebasKirim,
+            &fixture(&format!("bebaskirim/{name}.json")),
+        )
+        .await;
+        p.process(&m.encode()).await.expect("processed");
+        sleep_ms(5).await;
+    }
+    let store = b.store();
+    let by_order = store
+        .events(&terima_service::store::EventFilter {
+            resource: Some(("order".into(), "ORD-2024-001".into())),
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    let types: Vec<&str> = by_order.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["order.packed", "order.to_process", "order.draft"]);
+
+    let all = store.events(&Default::default()).await.expect("all");
+    assert_eq!(all.len(), 4);
+    let middle = all[1].received_at;
+    let since = store
+        .events(&terima_service::store::EventFilter {
+            since: Some(middle),
+            ..Default::default()
+        })
+        .await
+        .expect("range");
+    assert_eq!(since.len(), 2);
+    let before = store
+        .events(&terima_service::store::EventFilter {
+            until: Some(Timestamp::from_unix_millis(middle.unix_millis())),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("range");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].event_type, "order.to_process");
+}

@@ -306,6 +306,9 @@ fn resource_from_item(item: &Item) -> Option<ResourceState> {
         fields: get_s(item, "fields")
             .and_then(|f| serde_json::from_str(f).ok())
             .unwrap_or_default(),
+        field_times: get_s(item, "field_times")
+            .and_then(|f| serde_json::from_str(f).ok())
+            .unwrap_or_default(),
         last_event: get_s(item, "last_event").unwrap_or_default().to_owned(),
         version: get_n(item, "version")?,
     })
@@ -561,6 +564,7 @@ impl EventStore for DynamoStore {
                 "fields",
                 s(serde_json::Value::Object(state.fields.clone()).to_string()),
             )
+            .item("field_times", s(json_text(&state.field_times)))
             .item("last_event", s(&state.last_event))
             .item("version", n(state.version))
             .set_item_opt("status", state.status.as_deref().map(s))
@@ -580,6 +584,11 @@ impl EventStore for DynamoStore {
             Err(e) => Err(backend("put_item", DisplayErrorContext(e))),
         }
     }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    // Maps of strings to timestamps always serialise.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Adds an attribute only when it has a value.

@@ -97,6 +97,10 @@ pub fn merge(
             updated_at: update.at,
             rank,
             deleted: update.deleted,
+            field_times: update
+                .at
+                .map(|at| fields.keys().map(|k| (k.clone(), at)).collect())
+                .unwrap_or_default(),
             fields,
             last_event: event_id.to_owned(),
             version: 1,
@@ -124,11 +128,20 @@ pub fn merge(
             next.updated_at = update.at;
         }
     }
-    // An attribute is taken from a newer event, or from any event when the
-    // state does not have it yet (a waybill that arrives after the status).
+    // An attribute is taken when the state lacks it (a waybill that arrives
+    // after the status), or from an event newer than the one that set it:
+    // by their own times when both have one, else as the status goes.
     for (key, value) in &update.fields {
-        if newer || !current.fields.contains_key(key) {
+        let take = match (update.at, current.field_times.get(key)) {
+            _ if !current.fields.contains_key(key) => true,
+            (Some(at), Some(set_at)) => at > *set_at,
+            _ => newer,
+        };
+        if take {
             next.fields.insert(key.clone(), value.clone());
+            if let Some(at) = update.at {
+                next.field_times.insert(key.clone(), at);
+            }
         }
     }
     if let Some((key, value)) = &update.append {
@@ -399,6 +412,7 @@ mod tests {
             rank: Some(rank),
             deleted: false,
             fields: Map::new(),
+            field_times: Default::default(),
             last_event: "e0".into(),
             version: 3,
         }

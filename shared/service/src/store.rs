@@ -203,6 +203,11 @@ pub struct ResourceState {
     pub deleted: bool,
     /// Non-personal attributes (numbers, waybills, prices, item lists).
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The provider's time of the event that set each attribute, where it
+    /// sent one: an attribute that changes on its own (an AWB number) is
+    /// ordered by its own time, not by the status's.
+    #[serde(default)]
+    pub field_times: std::collections::BTreeMap<String, Timestamp>,
     /// The event that last changed this state.
     pub last_event: String,
     /// Optimistic-concurrency counter: every write increments it.

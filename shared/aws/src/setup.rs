@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_smithy_http_client::tls;
 use terima_core::Provider;
 use terima_service::config::{ConfigError, Lookup, secrets_var};
 
@@ -31,9 +33,19 @@ pub async fn aws_config() -> SdkConfig {
         .operation_timeout(Duration::from_secs(8))
         .build();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .timeout_config(timeouts)
         .load()
         .await
+}
+
+/// HTTPS through rustls with ring, the one TLS stack in the binaries.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 fn required(lookup: &dyn Lookup, var: &str) -> Result<String, ConfigError> {

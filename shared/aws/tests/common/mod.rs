@@ -32,6 +32,7 @@ pub fn endpoint() -> String {
 
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(terima_aws::setup::http_client())
         .endpoint_url(endpoint())
         .region(Region::new("ap-southeast-3"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

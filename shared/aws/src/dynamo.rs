@@ -186,6 +186,17 @@ impl DynamoStore {
     }
 }
 
+/// A condition can only fail on an existing item, which the request asks
+/// DynamoDB to return; without it the outcome is unknown, so the caller
+/// retries (503 on the ack path) rather than guessing. Provider functions may
+/// only `PutItem`, so there is no read to fall back on.
+fn missing_old_item(operation: &'static str) -> BackendError {
+    backend(
+        operation,
+        "condition failed but the existing item was not returned",
+    )
+}
+
 /// Shows the whole error chain of an SDK error, not just "service error".
 struct DisplayErrorContext<E>(E);
 
@@ -230,15 +241,10 @@ impl DedupStore for DynamoStore {
                     PutItemError::ConditionalCheckFailedException(ex) => ex.item,
                     _ => None,
                 };
-                // Older emulators do not return the item: read it.
-                let old = match old {
-                    Some(item) => Some(item),
-                    None => self.get(pk, "DEDUP").await?,
-                };
                 let body_sha256 = old
                     .as_ref()
                     .and_then(|item| get_s(item, "body_sha256"))
-                    .unwrap_or_default()
+                    .ok_or_else(|| missing_old_item("put_item"))?
                     .to_owned();
                 Ok(Claim::Existing { body_sha256 })
             }
@@ -391,12 +397,8 @@ impl EventStore for DynamoStore {
                 let old = match e.into_err() {
                     UpdateItemError::ConditionalCheckFailedException(ex) => ex.item,
                     _ => None,
-                };
-                let old = match old {
-                    Some(item) => Some(item),
-                    None => self.get(event_pk(r.provider, &r.work_key), "EVENT").await?,
-                };
-                let old = old.unwrap_or_default();
+                }
+                .ok_or_else(|| missing_old_item("update_item"))?;
                 if get_s(&old, "status") == Some(EventStatus::Processed.as_str()) {
                     Ok(Lease::Done)
                 } else {

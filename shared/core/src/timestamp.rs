@@ -9,6 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
+/// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+const MIN_MILLIS: i64 = -62_167_219_200_000;
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not an ISO-8601 timestamp: {0}")]
 pub struct TimestampError(&'static str);
@@ -76,7 +80,14 @@ impl Timestamp {
         };
         let days = days_from_civil(year, month, day);
         let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-        Ok(Self(seconds * 1_000 + millis))
+        let utc = seconds * 1_000 + millis;
+        // `Display` writes a four-digit UTC year: an offset that pushes a time
+        // out of 0000..=9999 would give text that no longer parses, and a
+        // queue message that cannot be read back.
+        if !(MIN_MILLIS..=MAX_MILLIS).contains(&utc) {
+            return Err(TimestampError("outside years 0000 to 9999 in UTC"));
+        }
+        Ok(Self(utc))
     }
 }
 
@@ -152,7 +163,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -163,15 +182,34 @@ mod tests {
     fn parses_every_shape_the_providers_send() {
         let utc = Timestamp::parse("2024-01-20T15:30:00Z").expect("plain");
         assert_eq!(utc.0, 1_705_764_600_000);
-        assert_eq!(Timestamp::parse("2024-01-20T15:30:00").expect("no offset"), utc);
-        assert_eq!(Timestamp::parse("2024-01-20T22:30:00+07:00").expect("offset"), utc);
-        assert_eq!(Timestamp::parse("2024-01-20T22:30:00+0700").expect("offset"), utc);
-        assert_eq!(Timestamp::parse("2024-01-20T15:30:00.000Z").expect("millis"), utc);
         assert_eq!(
-            Timestamp::parse("2024-01-20T15:30:00.123456Z").expect("micros").0,
+            Timestamp::parse("2024-01-20T15:30:00").expect("no offset"),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse("2024-01-20T22:30:00+07:00").expect("offset"),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse("2024-01-20T22:30:00+0700").expect("offset"),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse("2024-01-20T15:30:00.000Z").expect("millis"),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse("2024-01-20T15:30:00.123456Z")
+                .expect("micros")
+                .0,
             utc.0 + 123
         );
-        assert_eq!(Timestamp::parse("1969-12-31T23:59:59.5Z").expect("pre-epoch").0, -500);
+        assert_eq!(
+            Timestamp::parse("1969-12-31T23:59:59.5Z")
+                .expect("pre-epoch")
+                .0,
+            -500
+        );
     }
 
     #[test]
@@ -193,7 +231,11 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["2024-01-20T15:30:00.000Z", "1999-12-31T23:59:59.999Z", "2000-02-29T00:00:00.001Z"] {
+        for text in [
+            "2024-01-20T15:30:00.000Z",
+            "1999-12-31T23:59:59.999Z",
+            "2000-02-29T00:00:00.001Z",
+        ] {
             let t = Timestamp::parse(text).expect("valid");
             assert_eq!(t.to_string(), text);
         }

@@ -15,8 +15,13 @@ pub const DEFAULT_TIMESTAMP_TOLERANCE_SECS: u64 = 300;
 
 /// A source of "now", injected so that tests and replays control time.
 pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+
     /// Seconds since the Unix epoch.
-    fn now_unix(&self) -> i64;
+    fn now_unix(&self) -> i64 {
+        self.now_millis().div_euclid(1_000)
+    }
 }
 
 /// The wall clock.
@@ -24,21 +29,21 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_unix(&self) -> i64 {
+    fn now_millis(&self) -> i64 {
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
     }
 }
 
-/// A clock stopped at one instant.
+/// A clock stopped at one instant, in Unix seconds.
 #[derive(Clone, Copy, Debug)]
 pub struct FixedClock(pub i64);
 
 impl Clock for FixedClock {
-    fn now_unix(&self) -> i64 {
-        self.0
+    fn now_millis(&self) -> i64 {
+        self.0.saturating_mul(1_000)
     }
 }
 
@@ -73,7 +78,10 @@ pub enum VerifyError {
     #[error(
         "signature timestamp is {ahead_secs} s in the future, more than the tolerated {tolerance_secs} s"
     )]
-    TimestampInFuture { ahead_secs: u64, tolerance_secs: u64 },
+    TimestampInFuture {
+        ahead_secs: u64,
+        tolerance_secs: u64,
+    },
     #[error("no configured secret matched")]
     NoSecretMatched,
 }
@@ -199,10 +207,9 @@ impl Verifier {
             mac.update(b".");
             mac.update(body);
             let expected: [u8; 32] = mac.finalize().into_bytes().into();
-            signed
-                .macs
-                .iter()
-                .fold(false, |any, candidate| any | bool::from(expected.ct_eq(candidate)))
+            signed.macs.iter().fold(false, |any, candidate| {
+                any | bool::from(expected.ct_eq(candidate))
+            })
         })
     }
 
@@ -354,10 +361,23 @@ mod tests {
     fn static_token_accepts_bearer_prefix_only_when_allowed() {
         let clock = FixedClock(0);
         let v = token_verifier(true);
-        let ok = v.verify(&headers(&[("authorization", "Bearer new-secret")]), b"", &clock);
-        assert_eq!(ok, Ok(Verified { secret_index: Some(1) }));
+        let ok = v.verify(
+            &headers(&[("authorization", "Bearer new-secret")]),
+            b"",
+            &clock,
+        );
+        assert_eq!(
+            ok,
+            Ok(Verified {
+                secret_index: Some(1)
+            })
+        );
         let strict = token_verifier(false);
-        let err = strict.verify(&headers(&[("authorization", "Bearer new-secret")]), b"", &clock);
+        let err = strict.verify(
+            &headers(&[("authorization", "Bearer new-secret")]),
+            b"",
+            &clock,
+        );
         assert_eq!(err, Err(VerifyError::NoSecretMatched));
     }
 
@@ -369,12 +389,20 @@ mod tests {
 
     #[test]
     fn timestamped_signature_parsing_rejects_garbage() {
-        for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1,v1=zz", "nonsense", "t=1,t=2,v1="] {
+        for bad in [
+            "",
+            "t=1",
+            "v1=00",
+            "t=x,v1=00",
+            "t=1,v1=zz",
+            "nonsense",
+            "t=1,t=2,v1=",
+        ] {
             assert!(TimestampedSignature::parse(bad).is_err(), "{bad:?} parsed");
         }
         let hex = "ab".repeat(32);
-        let parsed = TimestampedSignature::parse(&format!("t=5, v1={hex}, v0=ignored, v1={hex}"))
-            .expect("valid header");
+        let header = format!("t=5, v1={hex}, v0=ignored, v1={hex}");
+        let parsed = TimestampedSignature::parse(&header).expect("valid header");
         assert_eq!(parsed.timestamp, 5);
         assert_eq!(parsed.macs.len(), 2);
     }
@@ -385,11 +413,17 @@ mod tests {
         assert!(check_age(1000, 700, 300).is_ok());
         assert_eq!(
             check_age(1000, 1301, 300),
-            Err(VerifyError::TimestampTooOld { age_secs: 301, tolerance_secs: 300 })
+            Err(VerifyError::TimestampTooOld {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
         );
         assert_eq!(
             check_age(1000, 699, 300),
-            Err(VerifyError::TimestampInFuture { ahead_secs: 301, tolerance_secs: 300 })
+            Err(VerifyError::TimestampInFuture {
+                ahead_secs: 301,
+                tolerance_secs: 300
+            })
         );
         assert!(check_age(i64::MIN, i64::MAX, 300).is_err());
     }

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::{
     Id, InspectError, Inspected, Provider, Resource, Rupiah, TypedEvent, body_digest, derived_key,
-    lenient_time, not_json, time_part,
+    lenient_text, lenient_time, not_json, time_part,
 };
 use crate::timestamp::Timestamp;
 
@@ -318,7 +318,9 @@ struct Keys {
     transfer_id: Option<Id>,
     adjustment_id: Option<Id>,
     outbound_id: Option<Id>,
-    awb_number: Option<Id>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    awb_number: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
     status: Option<String>,
     #[serde(default, deserialize_with = "lenient_time")]
     updated_at: Option<Timestamp>,
@@ -363,7 +365,7 @@ pub(super) fn inspect(body: &[u8]) -> Result<Inspected, InspectError> {
     };
     let tenant = envelope.tenant_id.map(|t| t.0).unwrap_or_default();
     let changed_at = keys.updated_at.or(envelope.timestamp);
-    let awb = keys.awb_number.as_ref().map(|a| a.0.as_str()).unwrap_or("");
+    let awb = keys.awb_number.as_deref().unwrap_or("");
     let dedup_key = if changed_at.is_some() {
         derived_key(&[&tenant, &event_type, kind, &id, awb, &time_part(changed_at)])
     } else {
@@ -436,5 +438,8 @@ pub fn status_rank(kind: &str, status: &str) -> Option<u32> {
         "outbound" => &["pending", "created", "shipped", "completed"],
         _ => &["pending", "created", "approved", "rejected", "completed"],
     };
-    order.iter().position(|s| *s == status).map(|p| p as u32 + 1)
+    order
+        .iter()
+        .position(|s| *s == status)
+        .map(|p| p as u32 + 1)
 }

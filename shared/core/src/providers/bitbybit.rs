@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    Id, InspectError, Inspected, Provider, Resource, Rupiah, TypedEvent, lenient_time, not_json,
+    Id, InspectError, Inspected, Provider, Resource, Rupiah, TypedEvent, lenient_text,
+    lenient_time, not_json,
 };
 use crate::timestamp::Timestamp;
 
@@ -31,7 +32,10 @@ pub const EVENT_TYPES: [&str; 10] = [
 pub enum Event {
     Customer(Customer),
     /// `customer.deleted` and `product.deleted` carry only the id.
-    Deleted { kind: String, id: String },
+    Deleted {
+        kind: String,
+        id: String,
+    },
     Order(Box<Order>),
     Product(Product),
     MessageReceived(MessageReceived),
@@ -174,6 +178,7 @@ pub struct MessageStatus {
 struct Keys {
     id: Option<Id>,
     message_id: Option<Id>,
+    #[serde(default, deserialize_with = "lenient_text")]
     status: Option<String>,
     #[serde(default, deserialize_with = "lenient_time")]
     updated_at: Option<Timestamp>,
@@ -194,7 +199,7 @@ fn header<'h>(headers: &'h http::HeaderMap, name: &'static str) -> Result<&'h st
 
 pub(super) fn inspect(headers: &http::HeaderMap, body: &[u8]) -> Result<Inspected, InspectError> {
     let event_type = header(headers, EVENT_HEADER)?.to_owned();
-    let dedup_key = header(headers, ID_HEADER)?.to_owned();
+    let dedup_key = super::provider_key(header(headers, ID_HEADER)?);
     let keys: Keys = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             InspectError::Missing("a JSON object", Provider::BitByBit)
@@ -258,5 +263,8 @@ pub fn status_rank(kind: &str, status: &str) -> Option<u32> {
         "order" => &["pending", "active", "fulfilled", "completed", "cancelled"],
         _ => &[],
     };
-    order.iter().position(|s| *s == status).map(|p| p as u32 + 1)
+    order
+        .iter()
+        .position(|s| *s == status)
+        .map(|p| p as u32 + 1)
 }

@@ -273,7 +273,10 @@ mod tests {
             assert_eq!(Status::parse(camel), Status::parse(snake));
             assert_eq!(Status::parse(camel).as_str(), snake);
         }
-        assert_eq!(Status::parse("lost_in_space"), Status::Other("lost_in_space".into()));
+        assert_eq!(
+            Status::parse("lost_in_space"),
+            Status::Other("lost_in_space".into())
+        );
         assert_eq!(Status::parse("lost_in_space").rank(), None);
     }
 

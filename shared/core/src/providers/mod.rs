@@ -5,8 +5,8 @@
 //! variant of [`Provider`], and an arm in [`inspect`].
 
 pub mod bebaskirim;
-pub mod biteship;
 pub mod bitbybit;
+pub mod biteship;
 pub mod oms;
 
 use std::borrow::Cow;
@@ -113,6 +113,17 @@ pub enum TypedEvent {
     BitByBit(bitbybit::Event),
     Oms(oms::Event),
     Biteship(biteship::Event),
+}
+
+impl TypedEvent {
+    pub fn provider(&self) -> Provider {
+        match self {
+            Self::BebasKirim(_) => Provider::BebasKirim,
+            Self::BitByBit(_) => Provider::BitByBit,
+            Self::Oms(_) => Provider::Oms,
+            Self::Biteship(_) => Provider::Biteship,
+        }
+    }
 }
 
 /// A verified body that cannot be read as the provider's event: answered 400.
@@ -241,6 +252,34 @@ pub fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>
         Some(Raw::Text(t)) => Timestamp::parse(&t).ok(),
         Some(Raw::Other(_)) | None => None,
     })
+}
+
+/// Deserialises an optional text-like field leniently: strings and numbers
+/// give their text; null, absent or any other type give `None`. Used for the
+/// fields keys are read from, so that one oddly typed field never turns a
+/// readable event into a 400.
+pub fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw<'a> {
+        #[serde(borrow)]
+        Text(Cow<'a, str>),
+        Int(i64),
+        Uint(u64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Raw<'de>>::deserialize(d)? {
+        Some(Raw::Text(t)) => Some(t.into_owned()),
+        Some(Raw::Int(n)) => Some(n.to_string()),
+        Some(Raw::Uint(n)) => Some(n.to_string()),
+        Some(Raw::Other(_)) | None => None,
+    })
+}
+
+/// A key the provider sent (an event id), bounded like a derived one: a
+/// DynamoDB key has at most 2048 bytes.
+pub(crate) fn provider_key(key: &str) -> String {
+    derived_key(&[key])
 }
 
 /// Joins the parts of a derived key; long keys are hashed so that a key always

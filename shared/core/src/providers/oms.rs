@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Id, InspectError, Inspected, Provider, Resource, TypedEvent, derived_key, lenient_time, not_json, time_part};
+use super::{
+    Id, InspectError, Inspected, Provider, Resource, TypedEvent, derived_key, lenient_text,
+    lenient_time, not_json, time_part,
+};
 use crate::timestamp::Timestamp;
 
 pub const EVENT_HEADER: &str = "x-whisperer-event";
@@ -128,9 +131,34 @@ struct EventHead {
 #[derive(Deserialize, Default)]
 struct Keys {
     id: Option<Id>,
-    state: Option<State>,
+    #[serde(default)]
+    state: KeyState,
     #[serde(default, deserialize_with = "lenient_time")]
     modified_date: Option<Timestamp>,
+}
+
+/// The state as the keys need it; any other shape reads as no state.
+#[derive(Default)]
+struct KeyState(Option<String>);
+
+impl<'de> Deserialize<'de> for KeyState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "lenient_text")]
+            enum_value: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            State(Raw),
+            Other(serde::de::IgnoredAny),
+        }
+        Ok(match Option::<Shape>::deserialize(d)? {
+            Some(Shape::State(raw)) => Self(raw.enum_value),
+            Some(Shape::Other(_)) | None => Self(None),
+        })
+    }
 }
 
 /// `8-4-4-4-12` and plain 32-digit uuids name the same event.
@@ -148,15 +176,17 @@ pub(super) fn inspect(body: &[u8]) -> Result<Inspected, InspectError> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(not_json)?;
     let head = envelope.event.ok_or(missing("event"))?;
     let event_type = head.kind.ok_or(missing("event.type"))?;
-    let uuid = normalise_uuid(&head.uuid.ok_or(missing("event.uuid"))?.0);
+    // A blank uuid is no event id: as a dedup key it would make every such
+    // delivery a duplicate of the first one.
+    let uuid = head
+        .uuid
+        .filter(|uuid| !uuid.0.trim().is_empty())
+        .ok_or(missing("event.uuid"))?;
+    let uuid = super::provider_key(&normalise_uuid(&uuid.0));
     let payload = envelope.payload.ok_or(missing("payload"))?;
     let keys: Keys = serde_json::from_str(payload.get()).unwrap_or_default();
     let kind = super::type_prefix(&event_type).to_owned();
-    let state = keys
-        .state
-        .as_ref()
-        .and_then(|s| s.enum_value.as_ref())
-        .map(|v| v.0.clone());
+    let state = keys.state.0;
     // A lost task re-triggered under a new uuid carries the same state: key
     // the work on what changed, when the payload says it.
     let work_key = match (&keys.id, &state, keys.modified_date) {
@@ -228,5 +258,8 @@ pub fn status_rank(kind: &str, status: &str) -> Option<u32> {
         "shipment" => &["created", "in_transit", "delivered", "cancelled"],
         _ => &["waiting"],
     };
-    order.iter().position(|s| *s == status).map(|p| p as u32 + 1)
+    order
+        .iter()
+        .position(|s| *s == status)
+        .map(|p| p as u32 + 1)
 }

@@ -357,12 +357,18 @@ impl EventStore for DynamoStore {
             "provider = if_not_exists(provider, :provider), event_type = if_not_exists(event_type, :event_type), \
              dedup_key = if_not_exists(dedup_key, :dedup_key), work_key = if_not_exists(work_key, :work_key), \
              resource_kind = if_not_exists(resource_kind, :kind), resource_id = if_not_exists(resource_id, :id), \
-             received_at = if_not_exists(received_at, :received_at), replay = if_not_exists(replay, :replay), \
+             received_at = if_not_exists(received_at, :received_at), \
              payload = if_not_exists(payload, :payload), #status = if_not_exists(#status, :received), \
              attempts = if_not_exists(attempts, :zero) + :one, lease_owner = :owner, lease_until = :until, \
              gsi1pk = if_not_exists(gsi1pk, :gsi1pk), gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
              gsi2pk = if_not_exists(gsi2pk, :gsi2pk), gsi2sk = if_not_exists(gsi2sk, :gsi2sk)",
         );
+        // An operator's replay is remembered on the event it re-runs.
+        set.push_str(if r.replay {
+            ", replay = :replay"
+        } else {
+            ", replay = if_not_exists(replay, :replay)"
+        });
         if let Some(at) = r.occurred_at {
             set.push_str(", occurred_at = if_not_exists(occurred_at, :occurred_at)");
             values.push((":occurred_at", s(at.to_string())));

@@ -332,6 +332,8 @@ pub fn lease_transition(
         ),
         Some(e) => {
             let mut record = e.clone();
+            // An operator's replay is remembered on the event it re-ran.
+            record.replay |= request.record.replay;
             record.attempts += 1;
             record.lease_owner = Some(request.owner.clone());
             record.lease_until = Some(until);
@@ -388,4 +390,44 @@ pub fn newest_first(mut events: Vec<EventRecord>, limit: Option<usize>) -> Vec<E
         events.truncate(limit);
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use terima_core::Resource;
+
+    fn request(replay: bool, now: i64) -> LeaseRequest {
+        let inspected_message = QueueMessage {
+            v: terima_core::message::MESSAGE_VERSION,
+            provider: Provider::Biteship,
+            event_type: "order.status".into(),
+            dedup_key: "k".into(),
+            work_key: "k".into(),
+            resource: Resource::new("order", "o1"),
+            occurred_at: None,
+            received_at: Timestamp::from_unix_millis(now),
+            body_sha256: String::new(),
+            body: String::new(),
+            headers: Default::default(),
+            replay,
+            request_id: "r".into(),
+        };
+        LeaseRequest {
+            record: EventRecord::from_message(&inspected_message),
+            owner: format!("owner-{now}"),
+            now,
+            lease_millis: 10,
+        }
+    }
+
+    #[test]
+    fn a_replay_is_remembered_on_the_event_it_re_runs() {
+        let (_, first) = lease_transition(None, &request(false, 0));
+        let failed = fail_transition(first.as_ref(), "owner-0", "boom");
+        assert_eq!(failed.as_ref().map(|r| r.replay), Some(false));
+        let (lease, replayed) = lease_transition(failed.as_ref(), &request(true, 100));
+        assert_eq!(lease, Lease::Acquired { attempts: 2, takeover: false });
+        assert_eq!(replayed.map(|r| r.replay), Some(true));
+    }
 }

@@ -1,0 +1,280 @@
+//! The operator's commands against a running `terima serve` on the same data
+//! directory, and the documented exit code of every kind of failure.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BIN, Server, Signers, cli, cli_json, keys, samples, secrets_file};
+use terima::failure::code;
+use terima::send::{client, post};
+use terima_core::Provider;
+
+const QUICK: Duration = Duration::from_secs(30);
+
+fn exit_code(args: &[&str]) -> i32 {
+    cli(args, QUICK).status.code().expect("exited, not killed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_and_replay_work_while_serve_runs() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    let server = Server::start(data.path(), "operator", &[]);
+    let signers = Signers::load();
+    let (_, mut order) = samples()
+        .into_iter()
+        .find(|(path, _)| path.ends_with("bitbybit/order.created.json"))
+        .expect("the BitByBit order sample");
+    signers.sign(&mut order);
+    let url = format!("{}{}", server.url(), order.path);
+    let (status, _) = post(&client(), &url, &order).await.expect("reachable");
+    assert_eq!(status, 200);
+    let (provider, work_key, _) = keys(&order);
+    let id = format!("{provider}:{work_key}");
+
+    // GIVEN serve is running WHEN the CLI lists on the same directory THEN it sees the event processed
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let listed = cli_json(&[
+            "events",
+            "list",
+            "--data-dir",
+            &dir,
+            "--provider",
+            "bitbybit",
+        ]);
+        if let Some(event) = listed.into_iter().find(|e| e["status"] == "processed") {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "not processed in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["attempts"], 1);
+
+    let shown = cli_json(&["events", "show", &id, "--data-dir", &dir]);
+    assert_eq!(shown.len(), 1);
+    assert_eq!(
+        shown[0]["payload"].as_str().map(str::as_bytes),
+        Some(order.body.as_slice())
+    );
+    for field in [
+        "provider",
+        "event_type",
+        "dedup_key",
+        "resource_kind",
+        "resource_id",
+        "status",
+        "attempts",
+    ] {
+        assert!(!shown[0][field].is_null(), "{field}");
+    }
+
+    let kind = event["resource_kind"].as_str().expect("kind");
+    let resource_id = event["resource_id"].as_str().expect("id");
+    let resource = cli_json(&[
+        "resources",
+        "show",
+        "bitbybit",
+        kind,
+        resource_id,
+        "--data-dir",
+        &dir,
+    ]);
+    for field in ["provider", "kind", "id", "status", "deleted", "updated_at"] {
+        assert!(
+            resource[0].get(field).is_some(),
+            "{field} missing in {}",
+            resource[0]
+        );
+    }
+
+    let filtered = cli_json(&[
+        "events",
+        "list",
+        "--data-dir",
+        &dir,
+        "--resource",
+        &format!("{kind}:{resource_id}"),
+        "--status",
+        "processed",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(filtered.len(), 1);
+    assert!(
+        cli_json(&[
+            "events",
+            "list",
+            "--data-dir",
+            &dir,
+            "--until",
+            "2000-01-01T00:00:00Z"
+        ])
+        .is_empty()
+    );
+
+    // WHEN the event is replayed THEN it goes through dedup and the processor does nothing twice
+    let dry = cli_json(&[
+        "replay",
+        "--data-dir",
+        &dir,
+        "--provider",
+        "bitbybit",
+        "--dry-run",
+    ]);
+    assert_eq!(dry.len(), 1);
+    let replayed = cli_json(&[
+        "replay",
+        "--data-dir",
+        &dir,
+        "--provider",
+        "bitbybit",
+        "--rate",
+        "100",
+    ]);
+    assert_eq!(replayed[0]["id"], id.as_str());
+    assert_eq!(replayed[0]["outcome"], "duplicate");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cli_json(&["status", "--data-dir", &dir]);
+        if status[0]["queued"] == 0 && status[0]["in_flight"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replay not consumed: {}",
+            status[0]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = cli_json(&["events", "show", &id, "--data-dir", &dir]);
+    assert_eq!(after[0]["attempts"], 1, "processed once, replay or not");
+    assert_eq!(after[0]["status"], "processed");
+    assert!(cli_json(&["dlq", "list", "--data-dir", &dir]).is_empty());
+    assert_eq!(
+        cli_json(&["dlq", "redrive", "--data-dir", &dir])[0]["redriven"],
+        0
+    );
+
+    // AND every failure has its documented exit code
+    assert_eq!(
+        exit_code(&[
+            "events",
+            "show",
+            "bitbybit:no-such-event",
+            "--data-dir",
+            &dir
+        ]),
+        i32::from(code::NOT_FOUND)
+    );
+    assert_eq!(
+        exit_code(&[
+            "resources",
+            "show",
+            "oms",
+            "package",
+            "none",
+            "--data-dir",
+            &dir
+        ]),
+        i32::from(code::NOT_FOUND)
+    );
+    assert_eq!(
+        exit_code(&["events", "show", "nonsense", "--data-dir", &dir]),
+        i32::from(code::USAGE)
+    );
+    assert_eq!(
+        exit_code(&["events", "list", "--since", "soon", "--data-dir", &dir]),
+        i32::from(code::USAGE)
+    );
+    let missing = data.path().join("missing");
+    let missing = missing.to_str().expect("utf-8");
+    assert_eq!(
+        exit_code(&["events", "list", "--data-dir", missing]),
+        i32::from(code::BACKEND)
+    );
+    assert_eq!(
+        exit_code(&["events", "list", "--env-file", missing]),
+        i32::from(code::CONFIG)
+    );
+
+    let sample = common::repo_root().join("events/bitbybit/order.created.json");
+    let sample = sample.to_str().expect("utf-8");
+    let secrets = secrets_file();
+    let secrets = secrets.to_str().expect("utf-8");
+    let sent = cli(
+        &[
+            "send",
+            sample,
+            "--url",
+            &server.url(),
+            "--env-file",
+            secrets,
+        ],
+        QUICK,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sent.stdout).contains(": 200 "));
+
+    let wrong = data.path().join("wrong.env");
+    std::fs::write(&wrong, "TERIMA_BITBYBIT_SECRETS=not-the-secret\n").expect("write env file");
+    let wrong = wrong.to_str().expect("utf-8");
+    assert_eq!(
+        exit_code(&["send", sample, "--url", &server.url(), "--env-file", wrong]),
+        i32::from(code::SEND_FAILED)
+    );
+    assert_eq!(
+        exit_code(&["send", sample, "--url", &server.url()]),
+        i32::from(code::CONFIG)
+    );
+    assert_eq!(
+        exit_code(&[
+            "send",
+            sample,
+            "--url",
+            "http://127.0.0.1:9",
+            "--env-file",
+            secrets
+        ]),
+        i32::from(code::BACKEND)
+    );
+    assert_eq!(
+        exit_code(&["send", "no-such-file.json"]),
+        i32::from(code::USAGE)
+    );
+
+    assert!(
+        server.terminate().is_some_and(|s| s.success()),
+        "SIGTERM stops serve cleanly"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_configuration() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path());
+    for provider in Provider::ALL {
+        let infix = provider.env_infix();
+        command.env_remove(format!("TERIMA_{infix}_SECRETS"));
+        command.env_remove(format!("TERIMA_{infix}_VERIFY"));
+    }
+    let output = command.output().expect("terima runs");
+    assert_eq!(output.status.code(), Some(i32::from(code::CONFIG)));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TERIMA_BEBASKIRIM_SECRETS"), "{stderr}");
+    assert!(
+        !data.path().join(terima_embedded::DB_FILE).exists(),
+        "nothing is created before the configuration is read"
+    );
+}

@@ -427,7 +427,13 @@ mod tests {
         let failed = fail_transition(first.as_ref(), "owner-0", "boom");
         assert_eq!(failed.as_ref().map(|r| r.replay), Some(false));
         let (lease, replayed) = lease_transition(failed.as_ref(), &request(true, 100));
-        assert_eq!(lease, Lease::Acquired { attempts: 2, takeover: false });
+        assert_eq!(
+            lease,
+            Lease::Acquired {
+                attempts: 2,
+                takeover: false
+            }
+        );
         assert_eq!(replayed.map(|r| r.replay), Some(true));
     }
 }

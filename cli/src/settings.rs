@@ -3,16 +3,17 @@
 //! `terima serve --env-file events/test-secrets.env` runs with no other setup
 //! and a real environment always wins.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use terima_service::config::{EnvFileError, parse_env_file};
 use terima_service::{Env, Lookup};
 
 use crate::failure::Failure;
 
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
-    file: HashMap<String, String>,
+    file: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -25,34 +26,13 @@ impl Settings {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Failure::Config(format!("cannot read env file {}: {e}", path.display()))
         })?;
-        Self::parse(&text).map_err(|(line, reason)| {
-            Failure::Config(format!("env file {} line {line}: {reason}", path.display()))
-        })
+        Self::parse(&text).map_err(|e| Failure::Config(format!("env file {} {e}", path.display())))
     }
 
-    fn parse(text: &str) -> Result<Self, (usize, &'static str)> {
-        let mut file = HashMap::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let (key, value) = line
-                .split_once('=')
-                .ok_or((index + 1, "expected KEY=value"))?;
-            let key = key.trim();
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err((index + 1, "the key is not a variable name"));
-            }
-            let value = value.trim();
-            let unquoted = ['"', '\'']
-                .iter()
-                .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-                .unwrap_or(value);
-            file.insert(key.to_owned(), unquoted.to_owned());
-        }
-        Ok(Self { file })
+    fn parse(text: &str) -> Result<Self, EnvFileError> {
+        Ok(Self {
+            file: parse_env_file(text)?,
+        })
     }
 }
 
@@ -87,11 +67,17 @@ mod tests {
     fn names_the_bad_line() {
         assert_eq!(
             Settings::parse("A=1\nnonsense\n").map(|_| ()),
-            Err((2, "expected KEY=value"))
+            Err(EnvFileError {
+                line: 2,
+                reason: "expected KEY=value"
+            })
         );
         assert_eq!(
             Settings::parse("BAD KEY=1").map(|_| ()),
-            Err((1, "the key is not a variable name"))
+            Err(EnvFileError {
+                line: 1,
+                reason: "the key is not a variable name"
+            })
         );
     }
 }

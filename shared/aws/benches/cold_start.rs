@@ -123,14 +123,10 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn test_secrets() -> Vec<(String, String)> {
-    std::fs::read_to_string(root().join("events/test-secrets.env"))
-        .expect("events/test-secrets.env")
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+fn test_secrets() -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(root().join("events/test-secrets.env"))
+        .expect("events/test-secrets.env");
+    terima_service::config::parse_env_file(&text).expect("a valid env file")
 }
 
 struct Run {

@@ -1,6 +1,8 @@
 //! Configuration, read once per cold start into typed structs. Every problem
 //! is reported with the variable's name, before any request is served.
 
+use std::collections::BTreeMap;
+
 use http::HeaderName;
 use terima_core::providers::{bitbybit, oms};
 use terima_core::verify::DEFAULT_TIMESTAMP_TOLERANCE_SECS;
@@ -45,6 +47,45 @@ impl<F: Fn(&str) -> Option<String>> Lookup for F {
     fn get(&self, name: &str) -> Option<String> {
         self(name)
     }
+}
+
+/// A bad line in an env file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct EnvFileError {
+    pub line: usize,
+    pub reason: &'static str,
+}
+
+/// Reads an env file such as `events/test-secrets.env`: `KEY=value` lines,
+/// `#` comments and blank lines skipped, an optional `export ` prefix and one
+/// pair of surrounding quotes removed. The one parser of that format for the
+/// CLI, the sample generator, the tests and the benchmarks.
+pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, EnvFileError> {
+    let mut vars = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason| EnvFileError {
+            line: index + 1,
+            reason,
+        };
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line.split_once('=').ok_or(bad("expected KEY=value"))?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad("the key is not a variable name"));
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(value);
+        vars.insert(key.to_owned(), unquoted.to_owned());
+    }
+    Ok(vars)
 }
 
 pub fn secrets_var(provider: Provider) -> String {
@@ -262,6 +303,30 @@ mod tests {
         .expect("configured");
         assert_eq!(ok.body_limit, DEFAULT_BODY_LIMIT);
         assert_eq!(ok.dedup_ttl_secs, DEFAULT_DEDUP_TTL_SECS);
+    }
+
+    #[test]
+    fn env_files_parse_like_a_shell_and_name_the_bad_line() {
+        let vars =
+            parse_env_file("# comment\n\nA=b=c\nexport B=\"two\"\nC='x,y'\nD=\n").expect("valid");
+        assert_eq!(vars["A"], "b=c");
+        assert_eq!(vars["B"], "two");
+        assert_eq!(vars["C"], "x,y");
+        assert_eq!(vars["D"], "");
+        assert_eq!(
+            parse_env_file("A=1\nnonsense\n"),
+            Err(EnvFileError {
+                line: 2,
+                reason: "expected KEY=value"
+            })
+        );
+        assert_eq!(
+            parse_env_file("BAD KEY=1"),
+            Err(EnvFileError {
+                line: 1,
+                reason: "the key is not a variable name"
+            })
+        );
     }
 
     #[test]

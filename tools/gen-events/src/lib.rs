@@ -29,6 +29,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use terima_core::providers::{bitbybit, oms};
 use terima_core::{Provider, QueueMessage, Timestamp, inspect};
+use terima_service::config::parse_env_file;
 
 /// The signed time of every sample (`t=` of BitByBit's signature), and the
 /// request time of every event: 2024-01-20T15:30:00Z.
@@ -95,27 +96,9 @@ pub fn workspace_root() -> PathBuf {
 // Test secrets
 // ---------------------------------------------------------------------------
 
-/// Parses shell `KEY=value` lines; `#` comments and blank lines are skipped,
-/// and one pair of surrounding quotes is removed.
+/// Parses an env file (see `terima_service::config::parse_env_file`).
 pub fn parse_env(text: &str) -> Result<BTreeMap<String, String>> {
-    let mut vars = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| err(format!("line {}: expected KEY=value", number + 1)))?;
-        let value = value.trim();
-        let value = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close))
-            .unwrap_or(value);
-        vars.insert(key.trim().to_owned(), value.to_owned());
-    }
-    Ok(vars)
+    parse_env_file(text).map_err(|e| err(e.to_string()))
 }
 
 /// Reads `events/test-secrets.env`.

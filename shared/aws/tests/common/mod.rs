@@ -250,18 +250,7 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
 pub fn test_env(overrides: &[(&str, &str)]) -> impl terima_service::Lookup + use<> {
     let text = std::fs::read_to_string(workspace_root().join("events/test-secrets.env"))
         .expect("events/test-secrets.env");
-    let mut vars: HashMap<String, String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.trim().to_owned(),
-                v.trim().trim_matches('"').trim_matches('\'').to_owned(),
-            )
-        })
-        .collect();
+    let mut vars = terima_service::config::parse_env_file(&text).expect("a valid env file");
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }

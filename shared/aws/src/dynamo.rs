@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use terima_core::{Provider, Timestamp};
+use terima_core::{Clock, Provider, SystemClock, Timestamp};
 use terima_service::store::{
     BackendError, Claim, DedupRecord, DedupStore, EventFilter, EventRecord, EventStatus,
     EventStore, Lease, LeaseRequest, ResourceState, newest_first,
@@ -505,12 +505,7 @@ impl EventStore for DynamoStore {
             }
             return Ok(newest_first(events, filter.limit));
         }
-        let now = Timestamp::from_unix_millis(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default(),
-        );
+        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
         let last = filter.until.unwrap_or(now);
         let first = filter.since.unwrap_or(Timestamp::from_unix_millis(
             last.unix_millis() - DEFAULT_LOOKBACK_DAYS * 86_400_000,

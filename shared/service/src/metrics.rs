@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use terima_core::Provider;
+use terima_core::{Clock, Provider, SystemClock};
 
 pub const NAMESPACE: &str = "Terima";
 
@@ -22,17 +22,10 @@ impl Metrics {
         if self == Metrics::Silent {
             return;
         }
-        let line = emf_line(now_millis(), provider, name, dimension);
+        let line = emf_line(SystemClock.now_millis(), provider, name, dimension);
         // A metric that cannot be written is not worth failing a request for.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 fn emf_line(

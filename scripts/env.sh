@@ -4,6 +4,26 @@
 TERIMA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$TERIMA_ROOT/.venv"
 REQUIREMENTS="$TERIMA_ROOT/scripts/requirements.txt"
+# The Rust pieces every build and check reaches for, installed once and in
+# order before anything runs in parallel: `sam build` starts one
+# `cargo lambda build --arm64` per function at once, and each would otherwise
+# race to install the arm64 target itself (the losers then build without its
+# standard library). Both commands return at once when the piece is there.
+ensure_rust_toolchain() {
+    local target=aarch64-unknown-linux-gnu components targets
+    components=$(rustup component list --installed)
+    if ! grep -q '^rustfmt' <<<"$components" || ! grep -q '^clippy' <<<"$components"; then
+        echo "==> installing rustfmt and clippy" >&2
+        rustup component add rustfmt clippy
+    fi
+    targets=$(rustup target list --installed)
+    if ! grep -qx "$target" <<<"$targets"; then
+        echo "==> installing the $target target" >&2
+        rustup target add "$target"
+    fi
+}
+ensure_rust_toolchain
+
 if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQUIREMENTS" "$VENV/.installed"; then
     echo "==> installing test tools into .venv (scripts/requirements.txt)" >&2
     python3 -m venv "$VENV"

@@ -43,7 +43,7 @@ use terima_core::{Clock, Provider, QueueMessage, Timestamp, VerifyError, inspect
 use tracing::{error, info, warn};
 
 use crate::config::EndpointConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metric, Metrics};
 use crate::store::{BackendError, Claim, DedupRecord, DedupStore, Queue};
 
 /// What happened to one delivery. The one place that maps it to HTTP is
@@ -180,11 +180,8 @@ impl<S: DedupStore, Q: Queue> Ingest<S, Q> {
             Err(e) => return Outcome::Unauthorized(e),
         };
         if let Some(index) = verified.secret_index {
-            self.metrics.count(
-                provider,
-                "secret_matched",
-                Some(("secret_index", &index.to_string())),
-            );
+            self.metrics
+                .count(provider, Metric::SecretMatched, Some(&index.to_string()));
         }
         let Ok(text) = std::str::from_utf8(body) else {
             return Outcome::Invalid("body is not UTF-8 JSON".to_owned(), "not_json");
@@ -255,30 +252,29 @@ impl<S: DedupStore, Q: Queue> Ingest<S, Q> {
             Outcome::Unauthorized(e) => {
                 warn!(provider = %provider, request_id, reason = e.reason(), detail = %e, "rejected: verification failed");
                 self.metrics
-                    .count(provider, "rejected", Some(("reason", e.reason())));
+                    .count(provider, Metric::Rejected, Some(e.reason()));
             }
             Outcome::Invalid(message, reason) => {
                 warn!(provider = %provider, request_id, reason, detail = %message, "rejected: unreadable body");
-                self.metrics
-                    .count(provider, "rejected", Some(("reason", reason)));
+                self.metrics.count(provider, Metric::Rejected, Some(reason));
             }
             Outcome::TooLarge { .. } => {
                 warn!(provider = %provider, request_id, "rejected: body too large");
                 self.metrics
-                    .count(provider, "rejected", Some(("reason", "too_large")));
+                    .count(provider, Metric::Rejected, Some("too_large"));
             }
             Outcome::Unavailable(e) => {
                 error!(provider = %provider, request_id, backend = e.backend, operation = e.operation, detail = %e.message, "backend failed; answered 503");
                 self.metrics
-                    .count(provider, "backend_error", Some(("backend", e.backend)));
+                    .count(provider, Metric::BackendError, Some(e.backend));
             }
             Outcome::Conflict => {
                 warn!(provider = %provider, request_id, "conflict: a delivered key arrived with a different body");
-                self.metrics.count(provider, "conflict", None);
+                self.metrics.count(provider, Metric::Conflict, None);
             }
-            Outcome::Accepted | Outcome::Duplicate | Outcome::Ignored => {
-                self.metrics.count(provider, outcome.label(), None);
-            }
+            Outcome::Accepted => self.metrics.count(provider, Metric::Accepted, None),
+            Outcome::Duplicate => self.metrics.count(provider, Metric::Duplicate, None),
+            Outcome::Ignored => self.metrics.count(provider, Metric::Ignored, None),
         }
     }
 }

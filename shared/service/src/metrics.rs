@@ -1,11 +1,178 @@
-//! CloudWatch metrics in embedded metric format: one JSON line on stdout per
-//! data point, turned into metrics by CloudWatch Logs with no API call.
+//! CloudWatch metrics in embedded metric format (EMF): one JSON line on
+//! stdout per report, turned into metrics by CloudWatch Logs with no API
+//! call. Every metric Terima emits is a [`Metric`]: the template's alarms and
+//! dashboard are checked against [`Metric::ALL`], so a name cannot drift.
+//!
+//! Each metric is published under the dimension set `{provider}` and, when it
+//! has a detail (the rejection reason, the failed backend, ...), also under
+//! `{provider, <detail>}`: an alarm on all rejections of a provider and a
+//! graph split by reason both find their series.
 
 use std::io::Write;
 
+use serde_json::{Map, Value, json};
 use terima_core::{Clock, Provider, SystemClock};
 
 pub const NAMESPACE: &str = "Terima";
+
+/// Every metric, with its unit and the name of its detail dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Ack path: a fresh delivery, held for the processor.
+    Accepted,
+    /// Ack path: a delivery whose event was already processed.
+    Duplicate,
+    /// Ack path: a delivery whose key was processed with a different body.
+    Conflict,
+    /// Ack path: Biteship's installation probe.
+    Ignored,
+    /// Ack path: a verified body that cannot be read, stored raw (`reason`).
+    Quarantined,
+    /// Ack path: refused with 401, 413 or 400 (`reason`).
+    Rejected,
+    /// A backend call failed (`backend`); the answer may still be 2xx.
+    BackendError,
+    /// Ack path: the queue send failed and the event went to the outbox.
+    HeldInOutbox,
+    /// Ack path: answered 503 because nothing durable holds the event.
+    Unavailable,
+    /// Ack path: which configured secret verified the delivery
+    /// (`secret_index`), for rotations.
+    SecretMatched,
+    /// Ack path: which scheme verified the delivery (`scheme`), where a
+    /// provider accepts more than one.
+    Verified,
+    /// Ack path: time from the request to the answer.
+    AckMillis,
+    /// Processor: the event's work ran and completed.
+    Processed,
+    /// Processor: a message for work already done; nothing ran.
+    DuplicateDelivery,
+    /// Processor: took over a lease whose holder died.
+    LeaseTakeover,
+    /// Processor: a later attempt of an event's work.
+    Retried,
+    /// Processor: an attempt failed (`reason`); the queue retries it.
+    Failed,
+    /// Processor: an event that did not move its resource's state.
+    StaleUpdateIgnored,
+    /// Sweeper: an outbox message sent to the queue.
+    OutboxResent,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 19] = [
+        Metric::Accepted,
+        Metric::Duplicate,
+        Metric::Conflict,
+        Metric::Ignored,
+        Metric::Quarantined,
+        Metric::Rejected,
+        Metric::BackendError,
+        Metric::HeldInOutbox,
+        Metric::Unavailable,
+        Metric::SecretMatched,
+        Metric::Verified,
+        Metric::AckMillis,
+        Metric::Processed,
+        Metric::DuplicateDelivery,
+        Metric::LeaseTakeover,
+        Metric::Retried,
+        Metric::Failed,
+        Metric::StaleUpdateIgnored,
+        Metric::OutboxResent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Conflict => "conflict",
+            Self::Ignored => "ignored",
+            Self::Quarantined => "quarantined",
+            Self::Rejected => "rejected",
+            Self::BackendError => "backend_error",
+            Self::HeldInOutbox => "held_in_outbox",
+            Self::Unavailable => "unavailable",
+            Self::SecretMatched => "secret_matched",
+            Self::Verified => "verified",
+            Self::AckMillis => "ack_ms",
+            Self::Processed => "processed",
+            Self::DuplicateDelivery => "duplicate_delivery",
+            Self::LeaseTakeover => "lease_takeover",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+            Self::StaleUpdateIgnored => "stale_update_ignored",
+            Self::OutboxResent => "outbox_resent",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::AckMillis => "Milliseconds",
+            _ => "Count",
+        }
+    }
+
+    /// The dimension that splits this metric further, if any.
+    pub fn detail(self) -> Option<&'static str> {
+        match self {
+            Self::Quarantined | Self::Rejected | Self::Failed => Some("reason"),
+            Self::BackendError => Some("backend"),
+            Self::SecretMatched => Some("secret_index"),
+            Self::Verified => Some("scheme"),
+            _ => None,
+        }
+    }
+
+    /// The dimension sets this metric is published under.
+    pub fn dimension_sets(self) -> Vec<Vec<&'static str>> {
+        let mut sets = vec![vec!["provider"]];
+        if let Some(detail) = self.detail() {
+            sets.push(vec!["provider", detail]);
+        }
+        sets
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// One data point: a metric, its value, and its detail dimension's value
+/// when the metric has one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point<'a> {
+    pub metric: Metric,
+    pub value: f64,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> Point<'a> {
+    pub fn count(metric: Metric) -> Self {
+        Self {
+            metric,
+            value: 1.0,
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(metric: Metric, detail: &'a str) -> Self {
+        Self {
+            metric,
+            value: 1.0,
+            detail: Some(detail),
+        }
+    }
+
+    pub fn value(metric: Metric, value: f64) -> Self {
+        Self {
+            metric,
+            value,
+            detail: None,
+        }
+    }
+}
 
 /// Where metric points go. Lambda functions print EMF; the embedded default
 /// and tests stay quiet.
@@ -16,44 +183,67 @@ pub enum Metrics {
 }
 
 impl Metrics {
-    /// Counts one occurrence of `name`, with the provider and optional extra
-    /// dimension (for example the rejection reason).
-    pub fn count(self, provider: Provider, name: &str, dimension: Option<(&str, &str)>) {
-        if self == Metrics::Silent {
+    /// Counts one occurrence of `metric`, with its detail if it has one.
+    pub fn count(self, provider: Provider, metric: Metric, detail: Option<&str>) {
+        self.emit(
+            provider,
+            &[Point {
+                metric,
+                value: 1.0,
+                detail,
+            }],
+        );
+    }
+
+    /// Reports several points in one line: a request's whole report costs
+    /// one log line (CloudWatch Logs bills by the byte).
+    pub fn emit(self, provider: Provider, points: &[Point<'_>]) {
+        if self == Metrics::Silent || points.is_empty() {
             return;
         }
-        let line = emf_line(SystemClock.now_millis(), provider, name, dimension);
+        let line = emf_line(SystemClock.now_millis(), provider, points);
         // A metric that cannot be written is not worth failing a request for.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }
 
-fn emf_line(
-    timestamp: i64,
-    provider: Provider,
-    name: &str,
-    dimension: Option<(&str, &str)>,
-) -> String {
-    let mut dims = vec!["provider"];
-    let mut root = serde_json::Map::new();
+/// One EMF line. Points of the same metric in one line are summed; a detail
+/// dimension appears once per line, so two points whose details differ go in
+/// two lines (`emit` callers never do that).
+pub fn emf_line(timestamp: i64, provider: Provider, points: &[Point<'_>]) -> String {
+    let mut root = Map::new();
     root.insert("provider".into(), provider.name().into());
-    if let Some((key, value)) = dimension {
-        dims.push(key);
-        root.insert(key.into(), value.into());
+    let mut directives = Vec::new();
+    for point in points {
+        let name = point.metric.name();
+        let total = root.get(name).and_then(Value::as_f64).unwrap_or(0.0) + point.value;
+        root.insert(name.into(), json_number(total));
+        if let (Some(key), Some(value)) = (point.metric.detail(), point.detail) {
+            root.insert(key.into(), value.into());
+        }
+        let sets = match point.detail {
+            Some(_) => point.metric.dimension_sets(),
+            None => vec![vec!["provider"]],
+        };
+        directives.push(json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": sets,
+            "Metrics": [{"Name": name, "Unit": point.metric.unit()}],
+        }));
     }
-    root.insert(name.into(), 1.into());
     root.insert(
         "_aws".into(),
-        serde_json::json!({
-            "Timestamp": timestamp,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [dims],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
-            }],
-        }),
+        json!({ "Timestamp": timestamp, "CloudWatchMetrics": directives }),
     );
-    serde_json::Value::Object(root).to_string()
+    Value::Object(root).to_string()
+}
+
+fn json_number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        Value::from(value as i64)
+    } else {
+        Value::from(value)
+    }
 }
 
 #[cfg(test)]
@@ -61,20 +251,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn emf_lines_carry_the_metric_and_its_dimensions() {
+    fn emf_lines_carry_the_metric_under_both_dimension_sets() {
         let line = emf_line(
             1_700_000_000_000,
             Provider::Oms,
-            "rejected",
-            Some(("reason", "no_secret_matched")),
+            &[Point::with_detail(Metric::Rejected, "no_secret_matched")],
         );
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let v: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(v["rejected"], 1);
         assert_eq!(v["reason"], "no_secret_matched");
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Terima");
         assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
-            "reason"
+            directive["Dimensions"],
+            json!([["provider"], ["provider", "reason"]])
         );
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Terima");
+    }
+
+    #[test]
+    fn one_line_carries_a_whole_report() {
+        let line = emf_line(
+            0,
+            Provider::Biteship,
+            &[
+                Point::count(Metric::Accepted),
+                Point::value(Metric::AckMillis, 12.5),
+            ],
+        );
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["accepted"], 1);
+        assert_eq!(v["ack_ms"], 12.5);
+        let directives = v["_aws"]["CloudWatchMetrics"].as_array().expect("array");
+        assert_eq!(directives.len(), 2);
+        assert_eq!(directives[1]["Metrics"][0]["Unit"], "Milliseconds");
+    }
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for metric in Metric::ALL {
+            assert_eq!(Metric::from_name(metric.name()), Some(metric));
+        }
+        let mut names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Metric::ALL.len());
     }
 }

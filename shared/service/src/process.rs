@@ -31,7 +31,7 @@ use terima_core::{Clock, Inspected, QueueMessage, Timestamp, inspect};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::ProcessorConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metric, Metrics};
 use crate::projection::{Update, follow_ups, merge, updates};
 use crate::store::{
     BackendError, EventRecord, EventStore, Lease, LeaseRequest, ResourceState, event_id,
@@ -211,17 +211,18 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
         };
         let attempt = match self.store.acquire(&request).await? {
             Lease::Done => {
-                self.metrics.count(provider, "duplicate_delivery", None);
+                self.metrics
+                    .count(provider, Metric::DuplicateDelivery, None);
                 return Ok(Processed::AlreadyDone);
             }
             Lease::Busy { until } => return Err(ProcessError::Busy { until }),
             Lease::Acquired { attempts, takeover } => {
                 if takeover {
                     warn!(event_type = %message.event_type, attempts, "took over a lapsed lease");
-                    self.metrics.count(provider, "lease_takeover", None);
+                    self.metrics.count(provider, Metric::LeaseTakeover, None);
                 }
                 if attempts > 1 {
-                    self.metrics.count(provider, "retried", None);
+                    self.metrics.count(provider, Metric::Retried, None);
                 }
                 attempts
             }
@@ -240,7 +241,7 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
         };
         if let Err(e) = work.await {
             self.metrics
-                .count(provider, "failed", Some(("reason", e.reason())));
+                .count(provider, Metric::Failed, Some(e.reason()));
             // If even the release fails, the lease lapses on its own.
             if let Err(release) = self
                 .store
@@ -267,7 +268,7 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
             attempt,
             "processed"
         );
-        self.metrics.count(provider, "processed", None);
+        self.metrics.count(provider, Metric::Processed, None);
         Ok(Processed::Done)
     }
 
@@ -301,7 +302,8 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
                 .await?;
             let Some(next) = merge(provider, current.as_ref(), update, id) else {
                 if current.is_some() && !update.create_only {
-                    self.metrics.count(provider, "stale_update_ignored", None);
+                    self.metrics
+                        .count(provider, Metric::StaleUpdateIgnored, None);
                 }
                 return Ok(current);
             };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use terima_core::{Provider, Timestamp};
-use terima_service::store::{EventFilter, EventStatus};
+use terima_service::store::{EventFilter, ListedStatus};
 
 use crate::failure::EXIT_CODES_HELP;
 
@@ -45,6 +45,12 @@ pub enum Command {
     /// Send logged events through the dedup path and the queue again, marked as replays.
     #[command(after_help = EXIT_CODES_HELP)]
     Replay(ReplayArgs),
+    /// Work keys seen with two different bodies: both were processed.
+    #[command(subcommand)]
+    Conflicts(ConflictsCommand),
+    /// Verified bodies that could not be read, kept raw: list, show, read again.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// The dead-letter queue: events that failed processing too often.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -83,9 +89,11 @@ pub struct ServeArgs {
     pub addr: SocketAddr,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// How long a received message stays hidden before it is retried.
-    #[arg(long, default_value_t = 30, env = "TERIMA_VISIBILITY_SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub visibility_secs: u64,
+    /// How long a received message stays hidden before it is retried; never
+    /// shorter than the processor's lease (`TERIMA_LEASE_SECS`) [default:
+    /// the lease plus 30 s].
+    #[arg(long, env = "TERIMA_VISIBILITY_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub visibility_secs: Option<u64>,
     /// Processor loops receiving batches of 10 at once [default: 8 embedded,
     /// 2 aws]. Each record waits for a few durable commits, so the embedded
     /// store's throughput comes from running many at once.
@@ -115,9 +123,9 @@ pub struct FilterArgs {
     /// For example order.created.
     #[arg(long)]
     pub event_type: Option<String>,
-    /// received, processed or failed.
+    /// received, processing, processed or failed.
     #[arg(long, value_parser = parse_status)]
-    pub status: Option<EventStatus>,
+    pub status: Option<ListedStatus>,
     /// KIND:ID, for example order:ORD-001.
     #[arg(long, value_parser = parse_resource)]
     pub resource: Option<(String, String)>,
@@ -141,7 +149,6 @@ impl FilterArgs {
             resource: self.resource.clone(),
             since: self.since,
             until: self.until,
-            limit: self.limit,
         }
     }
 }
@@ -159,22 +166,25 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One event, with its payload.
+    /// One event, with its body and its work.
     #[command(after_help = EXIT_CODES_HELP)]
     Show {
-        /// <provider>:<work_key>, as `events list` shows it.
+        /// The event id, as `events list` shows it.
         id: String,
         #[command(flatten)]
         backend: BackendArgs,
-        /// One JSON object, with the payload.
-        #[arg(long)]
+        /// One JSON object, with the body.
+        #[arg(long, conflicts_with = "raw")]
         json: bool,
+        /// Only the body, byte for byte as it was received.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ResourcesCommand {
-    /// One resource's current state.
+    /// One resource's current state and the work of every event on it.
     #[command(after_help = EXIT_CODES_HELP)]
     Show {
         /// bebaskirim, bitbybit, oms or biteship.
@@ -236,6 +246,73 @@ pub enum DlqCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ConflictsCommand {
+    /// Conflicts, newest first.
+    #[command(after_help = EXIT_CODES_HELP)]
+    List {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// At most N (default 100).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Both events of the conflict one event is part of, with their bodies.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Show {
+        /// Either event's id.
+        id: String,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Quarantined bodies, newest first.
+    #[command(after_help = EXIT_CODES_HELP)]
+    List {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// At most N, newest first (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quarantined body, with the reason.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Show {
+        id: String,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// One JSON object.
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
+        /// Only the body, byte for byte.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Reads quarantined bodies again with the current rules and queues those
+    /// that now read (all not yet retried, unless ids are given).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Retry {
+        ids: Vec<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
@@ -252,8 +329,9 @@ fn parse_provider(text: &str) -> Result<Provider, String> {
     })
 }
 
-fn parse_status(text: &str) -> Result<EventStatus, String> {
-    EventStatus::parse(text).ok_or_else(|| "expected received, processed or failed".to_owned())
+fn parse_status(text: &str) -> Result<ListedStatus, String> {
+    ListedStatus::parse(text)
+        .ok_or_else(|| "expected received, processing, processed or failed".to_owned())
 }
 
 fn parse_resource(text: &str) -> Result<(String, String), String> {

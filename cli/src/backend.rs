@@ -1,16 +1,16 @@
 //! The backend an inspection command works on: the embedded data directory
-//! (also while `terima serve` runs on it) or the deployed DynamoDB table and
-//! SQS queues.
+//! (also while `terima serve` runs on it) or the deployed DynamoDB table, SQS
+//! queues and S3 bucket.
 
 use std::sync::Arc;
 
-use terima_aws::{DynamoStore, SqsQueue, setup};
-use terima_core::Verification;
-use terima_core::{Provider, QueueMessage, SystemClock};
+use terima_aws::{DynamoStore, S3Blobs, SqsQueue, setup};
+use terima_core::{Provider, QueueMessage, SystemClock, Verification};
 use terima_embedded::{EmbeddedStore, OpenError, Options};
-use terima_service::config::{DEFAULT_BODY_LIMIT, DEFAULT_DEDUP_TTL_SECS, number};
+use terima_service::config::{DEFAULT_BODY_LIMIT, archive_days, retention_days};
 use terima_service::store::{
-    DedupStore, EventFilter, EventRecord, EventStore, Queue, ResourceState,
+    AckStore, Blobs, ConflictRecord, EventFilter, EventLog, EventRecord, EventView, Page,
+    QuarantineRecord, Queue, Retried, Story,
 };
 use terima_service::{EndpointConfig, Ingest, Lookup, Metrics, Outcome};
 
@@ -26,8 +26,10 @@ pub enum Backend {
 /// The deployed stack, configured like the functions.
 pub struct Aws {
     pub store: DynamoStore,
-    /// `TERIMA_QUEUE_URL`: needed to replay and redrive only.
+    /// `TERIMA_QUEUE_URL`: needed to replay, retry and redrive only.
     pub queue: Option<SqsQueue>,
+    /// `TERIMA_BUCKET`: large bodies and the archive.
+    pub blobs: Option<S3Blobs>,
     /// `TERIMA_DLQ_URL` (the stack's `DeadLetterQueueUrl` output).
     pub dlq_url: Option<String>,
 }
@@ -35,6 +37,19 @@ pub struct Aws {
 pub struct Opened {
     pub backend: Backend,
     pub settings: Settings,
+}
+
+/// Dispatches one call to whichever backend is open.
+macro_rules! on {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            Backend::Embedded($store) => $call,
+            Backend::Aws(aws) => {
+                let $store = &aws.store;
+                $call
+            }
+        }
+    };
 }
 
 impl Backend {
@@ -46,6 +61,8 @@ impl Backend {
             BackendKind::Embedded => {
                 let options = Options {
                     create: false,
+                    retention_days: retention_days(&settings)?,
+                    archive_days: archive_days(&settings)?,
                     ..Options::default()
                 };
                 match EmbeddedStore::open(&args.data_dir, options) {
@@ -68,9 +85,15 @@ impl Backend {
                     .is_some()
                     .then(|| setup::queue(&config, &settings))
                     .transpose()?;
+                let blobs = settings
+                    .get("TERIMA_BUCKET")
+                    .is_some()
+                    .then(|| setup::blobs(&config, &settings))
+                    .transpose()?;
                 Self::Aws(Aws {
                     store,
                     queue,
+                    blobs,
                     dlq_url: settings.get("TERIMA_DLQ_URL"),
                 })
             }
@@ -78,53 +101,78 @@ impl Backend {
         Ok(Opened { backend, settings })
     }
 
-    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, Failure> {
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<EventView>, Failure> {
+        Ok(on!(self, s => s.events(filter, after, limit).await)?)
+    }
+
+    pub async fn event(&self, id: &str) -> Result<Option<EventView>, Failure> {
+        Ok(on!(self, s => s.event(id).await)?)
+    }
+
+    pub async fn story(&self, provider: Provider, kind: &str, id: &str) -> Result<Story, Failure> {
+        Ok(on!(self, s => s.story(provider, kind, id).await)?)
+    }
+
+    pub async fn body(&self, event: &EventRecord) -> Result<Option<Vec<u8>>, Failure> {
+        Ok(on!(self, s => s.body(event).await)?)
+    }
+
+    pub async fn conflicts(&self, limit: usize) -> Result<Vec<ConflictRecord>, Failure> {
+        Ok(on!(self, s => s.conflicts(limit).await)?)
+    }
+
+    pub async fn quarantined(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<QuarantineRecord>, Failure> {
+        Ok(on!(self, s => s.quarantined(after, limit).await)?)
+    }
+
+    pub async fn quarantined_one(&self, id: &str) -> Result<Option<QuarantineRecord>, Failure> {
+        Ok(on!(self, s => s.quarantined_one(id).await)?)
+    }
+
+    pub async fn mark_retried(&self, id: &str, retried: &Retried) -> Result<(), Failure> {
+        Ok(on!(self, s => s.mark_retried(id, retried).await)?)
+    }
+
+    /// A stored blob (a large quarantined body).
+    pub async fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, Failure> {
         Ok(match self {
-            Self::Embedded(store) => store.events(filter).await?,
-            Self::Aws(aws) => aws.store.events(filter).await?,
+            Self::Embedded(store) => Blobs::get(store, key).await?,
+            Self::Aws(aws) => Blobs::get(aws.blobs()?, key).await?,
         })
     }
 
-    pub async fn event(
-        &self,
-        provider: Provider,
-        work_key: &str,
-    ) -> Result<Option<EventRecord>, Failure> {
-        Ok(match self {
-            Self::Embedded(store) => store.event(provider, work_key).await?,
-            Self::Aws(aws) => aws.store.event(provider, work_key).await?,
-        })
-    }
-
-    pub async fn resource(
-        &self,
-        provider: Provider,
-        kind: &str,
-        id: &str,
-    ) -> Result<Option<ResourceState>, Failure> {
-        Ok(match self {
-            Self::Embedded(store) => store.resource(provider, kind, id).await?,
-            Self::Aws(aws) => aws.store.resource(provider, kind, id).await?,
-        })
-    }
-
-    /// Sends `message` through the ack path's dedup-and-enqueue step.
-    pub async fn enqueue(
-        &self,
-        message: &QueueMessage,
-        settings: &Settings,
-    ) -> Result<Outcome, Failure> {
+    /// Sends `message` through the ack path's enqueue step (send, or the
+    /// outbox when the send fails).
+    pub async fn enqueue(&self, message: &QueueMessage) -> Result<Outcome, Failure> {
         Ok(match self {
             Self::Embedded(store) => {
-                replay_ingest(message.provider, settings, store.clone(), store.clone())?
-                    .enqueue(message)
-                    .await
+                enqueuer(
+                    message.provider,
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                )
+                .enqueue(message)
+                .await
             }
             Self::Aws(aws) => {
-                let queue = aws.queue()?;
-                replay_ingest(message.provider, settings, aws.store.clone(), queue.clone())?
-                    .enqueue(message)
-                    .await
+                enqueuer(
+                    message.provider,
+                    aws.store.clone(),
+                    aws.queue()?.clone(),
+                    aws.blobs()?.clone(),
+                )
+                .enqueue(message)
+                .await
             }
         })
     }
@@ -137,6 +185,14 @@ impl Aws {
             .ok_or_else(|| Failure::Config("TERIMA_QUEUE_URL is not set".to_owned()))
     }
 
+    pub fn blobs(&self) -> Result<&S3Blobs, Failure> {
+        self.blobs.as_ref().ok_or_else(|| {
+            Failure::Config(
+                "TERIMA_BUCKET is not set (the stack's BodyBucketName output)".to_owned(),
+            )
+        })
+    }
+
     pub fn dlq_url(&self) -> Result<&str, Failure> {
         self.dlq_url.as_deref().ok_or_else(|| {
             Failure::Config(
@@ -146,25 +202,25 @@ impl Aws {
     }
 }
 
-/// An endpoint for replays: nothing to verify (the event was verified when it
-/// arrived), so no secret is needed; the dedup lifetime is the functions'.
-fn replay_ingest<S: DedupStore, Q: Queue>(
+/// An endpoint for what is enqueued by an operator: nothing to verify (the
+/// event was verified when it arrived), so no secret is needed.
+fn enqueuer<S: AckStore, Q: Queue, B: Blobs>(
     provider: Provider,
-    settings: &Settings,
     store: S,
     queue: Q,
-) -> Result<Ingest<S, Q>, Failure> {
+    blobs: B,
+) -> Ingest<S, Q, B> {
     let config = EndpointConfig {
         provider,
         verification: Verification::Disabled,
         body_limit: DEFAULT_BODY_LIMIT,
-        dedup_ttl_secs: number(settings, "TERIMA_DEDUP_TTL_SECS", DEFAULT_DEDUP_TTL_SECS)?,
     };
-    Ok(Ingest::new(
+    Ingest::new(
         config,
         store,
         queue,
+        blobs,
         Arc::new(SystemClock),
         Metrics::Silent,
-    ))
+    )
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use terima_embedded::{EmbeddedStore, Receipt};
 use terima_service::process::Extension;
-use terima_service::store::{BackendError, EventStore};
+use terima_service::store::{BackendError, Blobs, EventStore};
 use terima_service::{Processor, Record};
 use tokio::sync::watch;
 use tracing::error;
@@ -157,9 +157,9 @@ impl Consumer {
 
 /// Receives and processes until `stop` turns true; the batch in hand is
 /// finished first.
-pub async fn consume<S: EventStore, E: Extension>(
+pub async fn consume<S: EventStore, B: Blobs, E: Extension>(
     consumer: Arc<Consumer>,
-    processor: Arc<Processor<S, E>>,
+    processor: Arc<Processor<S, B, E>>,
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {

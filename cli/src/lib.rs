@@ -28,6 +28,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Events(command) => inspect::events(command).await,
         Command::Resources(command) => inspect::resources(command).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Conflicts(command) => inspect::conflicts(command).await,
+        Command::Quarantine(command) => inspect::quarantine(command).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Status(args) => inspect::status(args).await,
     }

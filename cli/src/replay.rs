@@ -1,48 +1,65 @@
-//! `terima replay`: sends logged events through the ack path's dedup step and
-//! the queue again, marked as replays. The processor's lease makes it safe:
-//! an event already processed is acknowledged and nothing runs; a failed or
+//! `terima replay`: sends logged events through the ack path's enqueue step
+//! again, marked as replays. The processor's work records make it safe: an
+//! event already processed is acknowledged and nothing runs; a failed or
 //! unfinished one is completed.
+//!
+//! The log is read a page at a time; sends start at `--rate` per second and
+//! run concurrently, so a slow commit does not hold the rate down; a send
+//! that meets a busy backend (another process holding the embedded store's
+//! write lock, a throttled table) is retried with backoff before it counts
+//! as failed.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use terima_core::providers::{bitbybit, oms};
-use terima_core::{Clock, Provider, QueueMessage, SystemClock, Timestamp, inspect};
+use terima_core::{Clock, QueueMessage, SystemClock};
 use terima_service::Outcome;
-use terima_service::store::EventRecord;
-use tracing::warn;
+use terima_service::store::EventView;
 
 use crate::args::ReplayArgs;
 use crate::backend::{Backend, Opened};
 use crate::failure::Failure;
+use crate::inspect::{PAGE, for_each_event};
 use crate::output::{EVENT_HEADER, event_json, event_row, print_json_line, print_table};
 
+/// Sends in flight at once.
+const CONCURRENCY: usize = 32;
+/// Attempts of one send before it counts as failed.
+const ATTEMPTS: u32 = 8;
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
 pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
-    let Opened { backend, settings } = Backend::open(&args.backend).await?;
-    let events = backend.events(&args.filter.filter()).await?;
+    let Opened { backend, .. } = Backend::open(&args.backend).await?;
+    let filter = args.filter.filter();
     if args.dry_run {
-        if args.json {
-            for event in &events {
-                print_json_line(&event_json(event, false));
+        let mut rows = Vec::new();
+        let count = for_each_event(&backend, &filter, args.filter.limit, |view| {
+            if args.json {
+                print_json_line(&event_json(view, None));
+            } else {
+                rows.push(event_row(view));
+                if rows.len() == PAGE {
+                    print_table(&EVENT_HEADER, &std::mem::take(&mut rows));
+                }
             }
-        } else if !events.is_empty() {
-            let rows: Vec<Vec<String>> = events.iter().map(event_row).collect();
+        })
+        .await?;
+        if !rows.is_empty() {
             print_table(&EVENT_HEADER, &rows);
         }
-        eprintln!("dry run: {} event(s) would be replayed", events.len());
+        eprintln!("dry run: {count} event(s) would be replayed");
         return Ok(());
     }
     let progress = if args.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
-        let bar = ProgressBar::new(u64::try_from(events.len()).unwrap_or(u64::MAX));
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} events, {per_sec}, eta {eta}")
-        {
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} events, {per_sec}") {
             bar.set_style(style);
         }
         bar
@@ -52,34 +69,54 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     let run_id = format!("replay-{:x}", SystemClock.now_millis());
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut unavailable = None;
-    for (n, event) in events.iter().enumerate() {
-        ticker.tick().await;
-        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
-        let label = match replay_message(event, now, &format!("{run_id}-{n}")) {
-            Ok(message) => {
-                let outcome = backend.enqueue(&message, &settings).await?;
-                if let Outcome::Unavailable(e) = &outcome {
-                    unavailable.get_or_insert_with(|| e.to_string());
-                }
-                outcome.label()
-            }
-            Err(detail) => {
-                warn!(id = %event.id(), %detail, "stored payload can no longer be read; not replayed");
-                "unreadable"
-            }
-        };
-        *counts.entry(label).or_default() += 1;
-        if args.json {
-            print_json_line(&json!({ "id": event.id(), "outcome": label }));
+    let mut total = 0usize;
+    let mut after: Option<String> = None;
+    loop {
+        let want = args.filter.limit.map_or(PAGE, |l| PAGE.min(l - total));
+        if want == 0 {
+            break;
         }
-        progress.inc(1);
+        let page = backend.events(&filter, after.as_deref(), want).await?;
+        let base = total;
+        total += page.items.len();
+        let mut pending = page.items.into_iter().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        let mut more = true;
+        // Starts one send per tick, at most CONCURRENCY at once, and keeps
+        // the sends in flight moving while it waits for the next tick.
+        loop {
+            tokio::select! {
+                _ = ticker.tick(), if more && in_flight.len() < CONCURRENCY => {
+                    match pending.next() {
+                        Some((i, view)) => in_flight.push(replay_one(&backend, view, format!("{run_id}-{}", base + i))),
+                        None => more = false,
+                    }
+                }
+                Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let outcome = outcome?;
+                    if let Outcome::Unavailable(e) = &outcome {
+                        unavailable.get_or_insert_with(|| e.to_string());
+                    }
+                    *counts.entry(outcome.label()).or_default() += 1;
+                    if args.json {
+                        print_json_line(&json!({ "id": id, "outcome": outcome.label() }));
+                    }
+                    progress.inc(1);
+                }
+                else => break,
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
     }
     progress.finish_and_clear();
     let summary: Vec<String> = counts
         .iter()
         .map(|(label, n)| format!("{label} {n}"))
         .collect();
-    eprintln!("replayed {} event(s): {}", events.len(), summary.join(", "));
+    eprintln!("replayed {total} event(s): {}", summary.join(", "));
     match unavailable {
         Some(detail) => Err(Failure::Backend(format!(
             "some replays were not queued: {detail}"
@@ -88,44 +125,30 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     }
 }
 
-/// The queue message for a logged event, read again from its payload the
-/// way the ack path read it (BitByBit's id and type travel in headers).
-pub fn replay_message(
-    event: &EventRecord,
-    now: Timestamp,
-    request_id: &str,
-) -> Result<QueueMessage, String> {
-    let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: &str| -> Result<(), String> {
-        let value =
-            HeaderValue::from_str(value).map_err(|_| format!("{name} cannot carry {value:?}"))?;
-        headers.insert(name, value);
-        Ok(())
-    };
-    match event.provider {
-        Provider::BitByBit => {
-            set(bitbybit::ID_HEADER, &event.dedup_key)?;
-            set(bitbybit::EVENT_HEADER, &event.event_type)?;
-        }
-        Provider::Oms => set(oms::EVENT_HEADER, &event.event_type)?,
-        Provider::BebasKirim | Provider::Biteship => {}
-    }
-    let inspected =
-        inspect(event.provider, &headers, event.payload.as_bytes()).map_err(|e| e.to_string())?;
-    if inspected.work_key != event.work_key {
-        return Err(format!(
-            "the payload now reads as work key {:?}, not {:?}",
-            inspected.work_key, event.work_key
-        ));
-    }
-    let mut message = QueueMessage::new(
-        event.provider,
-        &inspected,
-        &headers,
-        &event.payload,
-        now,
-        request_id,
-    );
+/// Replays one logged event under a new request id.
+async fn replay_one(
+    backend: &Backend,
+    view: EventView,
+    request_id: String,
+) -> (String, Result<Outcome, Failure>) {
+    let mut message = view.event.message();
     message.replay = true;
-    Ok(message)
+    message.request_id = request_id;
+    (view.event.id, send_with_retries(backend, &message).await)
+}
+
+/// Enqueues one message, retrying while nothing holds it (a busy or
+/// throttled backend), with exponential backoff.
+async fn send_with_retries(backend: &Backend, message: &QueueMessage) -> Result<Outcome, Failure> {
+    let mut delay = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let outcome = backend.enqueue(message).await?;
+        if !matches!(outcome, Outcome::Unavailable(_)) || attempt == ATTEMPTS {
+            return Ok(outcome);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+        attempt += 1;
+    }
 }

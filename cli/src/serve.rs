@@ -18,8 +18,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use terima_aws::setup::{self, SetupError};
 use terima_core::{Clock, Provider, SystemClock};
 use terima_embedded::{EmbeddedStore, Options};
+use terima_service::config::{archive_days, retention_days};
 use terima_service::extensions::DeliveredNotification;
-use terima_service::store::{DedupStore, EventStore, Queue};
+use terima_service::store::{AckStore, Blobs, EventStore, Outbox, Queue};
 use terima_service::{
     EndpointConfig, Ingest, Lookup, Metrics, Outcome, Processor, ProcessorConfig, Reply,
 };
@@ -42,14 +43,20 @@ const EMBEDDED_WORKERS: usize = 8;
 const SQS_WORKERS: usize = 2;
 /// An oversize body is read and dropped up to this size before the 413.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
-/// How often expired dedup records are purged from the embedded store.
+/// How often expired records are purged (and archived) in the embedded store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the outbox is swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+/// By default a received message stays hidden this much longer than the
+/// lease: a copy received while another holds the lease comes back after the
+/// lease lapsed, instead of using up its receives.
+const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let settings = Settings::load(args.backend.env_file.as_deref())?;
     let processor_config = ProcessorConfig::load(&settings)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let visibility = Duration::from_secs(args.visibility_secs);
+    let visibility = visibility(args.visibility_secs, processor_config.lease_millis)?;
     let workers = match (args.workers, args.backend.backend) {
         (Some(n), _) => usize::try_from(n).unwrap_or(1),
         (None, BackendKind::Embedded) => EMBEDDED_WORKERS,
@@ -61,11 +68,27 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             for provider in Provider::ALL {
                 configs.push(EndpointConfig::load(provider, &settings)?);
             }
-            let store = EmbeddedStore::open(&args.backend.data_dir, Options::default())
-                .map_err(Failure::backend)?;
+            let _lock = lock_data_dir(&args.backend.data_dir)?;
+            let options = Options {
+                retention_days: retention_days(&settings)?,
+                archive_days: archive_days(&settings)?,
+                ..Options::default()
+            };
+            let store =
+                EmbeddedStore::open(&args.backend.data_dir, options).map_err(Failure::backend)?;
+            // This process owns the directory: what a dead one held is
+            // taken over now, not after its lease and visibility run out.
+            let (released, visible) = store.recover().await?;
+            if released + visible > 0 {
+                warn!(
+                    released,
+                    visible, "recovered the work of a previous process that stopped"
+                );
+            }
             let routes = Routes::new(configs, |config| {
                 Ingest::new(
                     config,
+                    store.clone(),
                     store.clone(),
                     store.clone(),
                     Arc::clone(&clock),
@@ -75,22 +98,26 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             let processor = Processor::new(
                 processor_config,
                 store.clone(),
+                store.clone(),
                 DeliveredNotification,
                 clock,
                 Metrics::Silent,
             );
             let purger = tokio::spawn(purge_expired(store.clone()));
+            let sweeper = tokio::spawn(sweep_outbox(store.clone(), store.clone()));
             let listener = bind(&args).await?;
             info!(data = %store.path().display(), "embedded backend");
             let consumer = Consumer::Embedded { store, visibility };
             let result = serve(listener, routes, processor, consumer, workers).await;
             purger.abort();
+            sweeper.abort();
             result
         }
         BackendKind::Aws => {
             let sdk = setup::aws_config().await;
             let store = setup::store(&sdk, &settings)?;
             let queue = setup::queue(&sdk, &settings)?;
+            let blobs = setup::blobs(&sdk, &settings)?;
             let mut configs = Vec::new();
             for provider in Provider::ALL {
                 let lookup = setup::with_secrets(&sdk, provider, |name: &str| settings.get(name))
@@ -106,17 +133,20 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                     config,
                     store.clone(),
                     queue.clone(),
+                    blobs.clone(),
                     Arc::clone(&clock),
                     Metrics::Silent,
                 )
             });
             let processor = Processor::new(
                 processor_config,
-                store,
+                store.clone(),
+                blobs,
                 DeliveredNotification,
                 clock,
                 Metrics::Silent,
             );
+            let sweeper = tokio::spawn(sweep_outbox(store, queue.clone()));
             let listener = bind(&args).await?;
             info!(table = ?settings.get("TERIMA_TABLE"), queue = queue.url(), "AWS backend");
             let consumer = Consumer::Sqs {
@@ -124,7 +154,57 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 url: queue.url().to_owned(),
                 visibility,
             };
-            serve(listener, routes, processor, consumer, workers).await
+            let result = serve(listener, routes, processor, consumer, workers).await;
+            sweeper.abort();
+            result
+        }
+    }
+}
+
+/// The visibility timeout: never shorter than the lease, so that a copy
+/// received while another holds the lease does not come back (and use up a
+/// receive) before that lease could lapse.
+fn visibility(secs: Option<u64>, lease_millis: i64) -> Result<Duration, Failure> {
+    let lease = Duration::from_millis(u64::try_from(lease_millis).unwrap_or(u64::MAX));
+    match secs.map(Duration::from_secs) {
+        None => Ok(lease + VISIBILITY_MARGIN),
+        Some(v) if v >= lease => Ok(v),
+        Some(v) => Err(Failure::Config(format!(
+            "the visibility timeout ({} s) is shorter than the lease ({} s, TERIMA_LEASE_SECS): a message would come back while its work still holds the lease",
+            v.as_secs(),
+            lease.as_secs()
+        ))),
+    }
+}
+
+/// One `terima serve` per data directory: the lock is what makes taking
+/// over a dead process's leases at start safe.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Backend(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::Backend(format!("cannot open {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        Failure::Backend(format!(
+            "another terima serve is using {}; stop it first",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// Sends what the outbox holds, every [`SWEEP_INTERVAL`].
+async fn sweep_outbox<O: Outbox, Q: Queue>(outbox: O, queue: Q) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        if let Err(e) = terima_service::sweep::sweep(&outbox, &queue, Metrics::Silent).await {
+            warn!(detail = %e, "sweeping the outbox failed; next time");
         }
     }
 }
@@ -145,23 +225,25 @@ async fn purge_expired(store: EmbeddedStore) {
         interval.tick().await;
         match store.purge_expired().await {
             Ok(0) => {}
-            Ok(purged) => info!(purged, "expired dedup records purged"),
-            Err(e) => warn!(detail = %e, "purging expired dedup records failed"),
+            Ok(purged) => info!(purged, "expired records archived or purged"),
+            Err(e) => warn!(detail = %e, "purging expired records failed"),
         }
     }
 }
 
-async fn serve<S, Q, P>(
+async fn serve<S, Q, B, P, PB>(
     listener: TcpListener,
-    routes: Routes<S, Q>,
-    processor: Processor<P, DeliveredNotification>,
+    routes: Routes<S, Q, B>,
+    processor: Processor<P, PB, DeliveredNotification>,
     consumer: Consumer,
     workers: usize,
 ) -> Result<(), Failure>
 where
-    S: DedupStore + 'static,
+    S: AckStore + 'static,
     Q: Queue + 'static,
+    B: Blobs + 'static,
     P: EventStore + 'static,
+    PB: Blobs + 'static,
 {
     let routes = Arc::new(routes);
     let processor = Arc::new(processor);
@@ -237,15 +319,18 @@ async fn shutdown_signal() {
 }
 
 /// The provider endpoints, one `Ingest` each, by route.
-struct Routes<S, Q> {
-    ingests: Vec<Ingest<S, Q>>,
+struct Routes<S, Q, B> {
+    ingests: Vec<Ingest<S, Q, B>>,
     /// Distinguishes this process's request ids from an earlier run's.
     boot: i64,
     requests: AtomicU64,
 }
 
-impl<S: DedupStore, Q: Queue> Routes<S, Q> {
-    fn new(configs: Vec<EndpointConfig>, ingest: impl Fn(EndpointConfig) -> Ingest<S, Q>) -> Self {
+impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
+    fn new(
+        configs: Vec<EndpointConfig>,
+        ingest: impl Fn(EndpointConfig) -> Ingest<S, Q, B>,
+    ) -> Self {
         Self {
             ingests: configs.into_iter().map(ingest).collect(),
             boot: SystemClock.now_millis(),

@@ -7,7 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use terima_core::providers::bitbybit;
-use terima_core::{Provider, Scheme, SecretSet, Verification};
+use terima_core::{Provider, Scheme, Verification};
 use terima_service::config::secrets_var;
 use terima_service::{ConfigError, EndpointConfig, Lookup};
 
@@ -24,22 +24,21 @@ pub enum Signer {
 }
 
 impl Signer {
+    /// The first configured scheme, with its first (oldest) secret.
     pub fn load(provider: Provider, lookup: &dyn Lookup) -> Result<Self, ConfigError> {
         let config = EndpointConfig::load(provider, lookup)?;
-        let Verification::Enforced(verifier) = config.verification else {
+        let Verification::Enforced(verifiers) = config.verification else {
             return Ok(Self::Unsigned);
         };
-        let var = secrets_var(provider);
-        // `load` succeeded, so the list parses; the first is the oldest.
-        let secret = lookup
-            .get(&var)
-            .and_then(|list| SecretSet::parse_list(&list))
-            .and_then(|set| set.iter().next().map(|(_, s)| s.expose().to_vec()))
-            .ok_or(ConfigError::NoSecrets { provider, var })?;
-        Ok(Self::Signed {
-            scheme: verifier.scheme().clone(),
-            secret,
-        })
+        let first = verifiers.first().and_then(|v| {
+            let (_, secret) = v.secrets().iter().next()?;
+            Some((v.scheme().clone(), secret.expose().to_vec()))
+        });
+        let (scheme, secret) = first.ok_or_else(|| ConfigError::NoSecrets {
+            provider,
+            vars: secrets_var(provider),
+        })?;
+        Ok(Self::Signed { scheme, secret })
     }
 
     /// Replaces the authentication headers in `headers` for `body`, signed at

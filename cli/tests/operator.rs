@@ -30,8 +30,7 @@ async fn inspection_and_replay_work_while_serve_runs() {
     let url = format!("{}{}", server.url(), order.path);
     let (status, _) = post(&client(), &url, &order).await.expect("reachable");
     assert_eq!(status, 200);
-    let (provider, work_key, _) = keys(&order);
-    let id = format!("{provider}:{work_key}");
+    let (_, work_key, _) = keys(&order);
 
     // GIVEN serve is running WHEN the CLI lists on the same directory THEN it sees the event processed
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -50,15 +49,20 @@ async fn inspection_and_replay_work_while_serve_runs() {
         assert!(Instant::now() < deadline, "not processed in time");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["work_key"], work_key.as_str());
     assert_eq!(event["attempts"], 1);
+    let id = event["id"].as_str().expect("an id").to_owned();
 
     let shown = cli_json(&["events", "show", &id, "--data-dir", &dir]);
     assert_eq!(shown.len(), 1);
     assert_eq!(
-        shown[0]["payload"].as_str().map(str::as_bytes),
+        shown[0]["body"].as_str().map(str::as_bytes),
         Some(order.body.as_slice())
     );
+    // And byte for byte, as received.
+    let raw = cli(&["events", "show", &id, "--raw", "--data-dir", &dir], QUICK);
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, order.body);
     for field in [
         "provider",
         "event_type",
@@ -84,11 +88,13 @@ async fn inspection_and_replay_work_while_serve_runs() {
     ]);
     for field in ["provider", "kind", "id", "status", "deleted", "updated_at"] {
         assert!(
-            resource[0].get(field).is_some(),
+            resource[0]["state"].get(field).is_some(),
             "{field} missing in {}",
             resource[0]
         );
     }
+    assert_eq!(resource[0]["events"][0]["event_id"], id.as_str());
+    assert_eq!(resource[0]["events"][0]["effect"], "applied");
 
     let filtered = cli_json(&[
         "events",
@@ -165,7 +171,7 @@ async fn inspection_and_replay_work_while_serve_runs() {
         exit_code(&[
             "events",
             "show",
-            "bitbybit:no-such-event",
+            "20000101T000000000-000000000000",
             "--data-dir",
             &dir
         ]),
@@ -255,6 +261,117 @@ async fn inspection_and_replay_work_while_serve_runs() {
         server.terminate().is_some_and(|s| s.success()),
         "SIGTERM stops serve cleanly"
     );
+}
+
+/// A body that an older, stricter version of the reading rules put in
+/// quarantine reads now: `quarantine retry` queues it and it is processed.
+/// One that still does not read stays, unmarked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantined_bodies_are_listed_shown_and_retried() {
+    use terima_core::Timestamp;
+    use terima_embedded::{EmbeddedStore, Options};
+    use terima_service::store::{AckStore, QuarantineRecord, QuarantinedBody, quarantine_id};
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    let server = Server::start(data.path(), "quarantine", &[]);
+    let signers = Signers::load();
+    let (_, template) = samples()
+        .into_iter()
+        .find(|(path, _)| path.ends_with("biteship/order.status.json"))
+        .expect("the Biteship sample");
+    let url = format!("{}{}", server.url(), template.path);
+    // Quarantined by this version: a duplicated key.
+    let mut broken = template.clone();
+    broken.body = br#"{"event": "order.status", "order_id": "x", "order_id": "y"}"#.to_vec();
+    signers.sign(&mut broken);
+    let (status, body) = post(&client(), &url, &broken).await.expect("reachable");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("quarantined"), "{body}");
+    // Quarantined by an older version whose rules refused what reads now.
+    let store = EmbeddedStore::open(
+        data.path(),
+        Options {
+            create: false,
+            ..Options::default()
+        },
+    )
+    .expect("the data directory");
+    let at = Timestamp::from_unix_millis(1_705_764_600_000);
+    let readable = QuarantineRecord {
+        id: quarantine_id(at, "old-request"),
+        provider: Provider::Biteship,
+        received_at: at,
+        request_id: "old-request".to_owned(),
+        reason: "wrong_type".to_owned(),
+        detail: "$.courier_driver_phone is a number, expected a string".to_owned(),
+        headers: Default::default(),
+        body: QuarantinedBody::Text {
+            text: String::from_utf8(template.body.clone()).expect("utf-8"),
+        },
+        retried: None,
+    };
+    store.quarantine(&readable).await.expect("stored");
+    drop(store);
+
+    let listed = cli_json(&["quarantine", "list", "--data-dir", &dir]);
+    assert_eq!(listed.len(), 2);
+    let reasons: Vec<&str> = listed.iter().filter_map(|q| q["reason"].as_str()).collect();
+    assert!(
+        reasons.contains(&"duplicate_key") && reasons.contains(&"wrong_type"),
+        "{reasons:?}"
+    );
+    let broken_id = listed
+        .iter()
+        .find(|q| q["reason"] == "duplicate_key")
+        .and_then(|q| q["id"].as_str())
+        .expect("an id")
+        .to_owned();
+    let shown = cli_json(&["quarantine", "show", &broken_id, "--data-dir", &dir]);
+    assert_eq!(
+        shown[0]["body"].as_str().map(str::as_bytes),
+        Some(broken.body.as_slice())
+    );
+
+    let retried = cli_json(&["quarantine", "retry", "--data-dir", &dir]);
+    assert_eq!(retried.len(), 2);
+    let outcome = |id: &str| {
+        retried
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["outcome"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome(&readable.id), "accepted");
+    assert!(
+        outcome(&broken_id).starts_with("still unreadable"),
+        "{retried:?}"
+    );
+    // The retried body is processed like any delivery.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = cli_json(&[
+            "events",
+            "list",
+            "--data-dir",
+            &dir,
+            "--provider",
+            "biteship",
+        ]);
+        if events.iter().any(|e| e["status"] == "processed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retried body was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A second retry only takes what has not been retried.
+    let again = cli_json(&["quarantine", "retry", "--data-dir", &dir]);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(server.terminate().is_some_and(|s| s.success()));
 }
 
 #[test]

@@ -146,7 +146,11 @@ pub fn variant(sample: &SampleRequest, tag: &str) -> SampleRequest {
 pub fn keys(request: &SampleRequest) -> (Provider, String, String) {
     let inspected =
         inspect(request.provider, &request.headers, &request.body).expect("sample reads");
-    (request.provider, inspected.work_key, inspected.dedup_key)
+    (
+        request.provider,
+        inspected.reading.work_key,
+        inspected.reading.dedup_key,
+    )
 }
 
 /// A running `terima serve`; killed with SIGKILL when dropped.

@@ -1,204 +1,129 @@
-//! The DynamoDB backend: one table, keys `pk`/`sk`, two indexes.
+//! The DynamoDB backend: one table, keys `pk`/`sk`, no secondary index (an
+//! index write is a second write unit per event; see `docs/cost.md`).
 //!
-//! | record    | pk                              | sk                  | index keys                                          |
-//! |-----------|---------------------------------|---------------------|-----------------------------------------------------|
-//! | dedup     | `DEDUP#<provider>#<dedup_key>`  | `DEDUP`             | TTL on `expires_at`                                 |
-//! | conflict  | `DEDUP#<provider>#<dedup_key>`  | `CONFLICT#<sha256>` | TTL on `expires_at`                                 |
-//! | event     | `EVENT#<provider>#<work_key>`   | `EVENT`             | `gsi1`: resource, newest first; `gsi2`: day, time   |
-//! | resource  | `RES#<provider>#<kind>#<id>`    | `STATE`             |                                                     |
+//! | record    | pk                                  | sk                                 | TTL      |
+//! |-----------|-------------------------------------|------------------------------------|----------|
+//! | work      | `R#<provider>#<kind>#<id>`          | `W#<work_key>#<digest>`            | retention|
+//! | resource  | `R#<provider>#<kind>#<id>`          | `S`                                | none     |
+//! | event log | `T#<yyyy-mm-dd>#<shard>`            | the event id (`<time>-<hash>`)     | retention|
+//! | conflict  | `X#<yyyy-mm>`                       | `<time>#<first id>#<second id>`    | retention|
+//! | quarantine| `Q#<yyyy-mm>`                       | the quarantine id (`<time>-<req>`) | retention|
+//! | outbox    | `O#<0..3>`                          | `<time>#<request id>`              | none     |
+//! | archived  | `A#<yyyy-mm-dd>#<shard>`            | `A`                                | archive  |
 //!
-//! `gsi1` (`gsi1pk` = `RES#<provider>#<kind>#<id>`, `gsi1sk` = receive time
-//! and work key) answers "all events of this order, newest first";
-//! `gsi2` (`gsi2pk` = `DAY#<yyyy-mm-dd>`, `gsi2sk` = receive time, provider
-//! and work key) answers time ranges, one query per day.
+//! Key parts are escaped (`%` as `%25`, `#` as `%23`) so that no two part
+//! lists give one key. A resource's partition holds its state and the work of
+//! every event on it: the resource story is one query. The event log is
+//! spread over [`TIME_SHARDS`] partitions a day by the hash in the event id,
+//! so no partition takes more than a sixteenth of the traffic. Items store
+//! short attribute names: a work record and the log entry of a 1 KB body
+//! (deflated) each stay under the 1 KB of one write unit.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use terima_core::{Clock, Provider, SystemClock, Timestamp};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
+use terima_core::{BodyRef, Clock, Provider, QueueMessage, Resource, SystemClock, Timestamp};
 use terima_service::store::{
-    BackendError, Claim, DedupRecord, DedupStore, EventFilter, EventRecord, EventStatus,
-    EventStore, Lease, LeaseRequest, ResourceState, newest_first,
+    AckStore, BackendError, ConflictRecord, Effect, EventFilter, EventLog, EventRecord, EventStore,
+    EventView, Lease, LeaseRequest, Outbox, Page, QuarantineRecord, ResourceState, Retried, Seen,
+    Story, TIME_SHARDS, WorkKey, WorkRecord, WorkStatus, event_id_parts, id_time,
 };
 
-type Item = HashMap<String, AttributeValue>;
+use crate::archive;
+use crate::s3::S3Blobs;
 
-/// How far back an event listing without a start time looks, in days.
-pub const DEFAULT_LOOKBACK_DAYS: i64 = 90;
+pub type Item = HashMap<String, AttributeValue>;
+
+const DAY_MS: i64 = 86_400_000;
+/// Outbox partitions: spread the (rare) held messages of an outage.
+const OUTBOX_SHARDS: u32 = 4;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    retention_days: i64,
+    /// Where stored bodies and the archive are, for the operator's reads.
+    blobs: Option<S3Blobs>,
 }
 
-fn backend(operation: &'static str, e: impl std::fmt::Display) -> BackendError {
+pub(crate) fn backend(operation: &'static str, e: impl std::fmt::Display) -> BackendError {
     BackendError::new("dynamodb", operation, e)
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
     item.get(key)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
 
-fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
     item.get(key)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
 }
 
 fn get_time(item: &Item, key: &str) -> Option<Timestamp> {
-    get_s(item, key).and_then(|t| Timestamp::parse(t).ok())
+    get_n::<i64>(item, key).map(Timestamp::from_unix_millis)
 }
 
-fn dedup_pk(provider: Provider, key: &str) -> String {
-    format!("DEDUP#{provider}#{key}")
+fn get_bool(item: &Item, key: &str) -> bool {
+    item.get(key)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
 }
 
-fn event_pk(provider: Provider, work_key: &str) -> String {
-    format!("EVENT#{provider}#{work_key}")
+/// Escapes one part of a key.
+pub(crate) fn esc(part: &str) -> String {
+    part.replace('%', "%25").replace('#', "%23")
 }
 
-fn resource_pk(provider: Provider, kind: &str, id: &str) -> String {
-    format!("RES#{provider}#{kind}#{id}")
+pub(crate) fn resource_pk(provider: Provider, kind: &str, id: &str) -> String {
+    format!("R#{}#{}#{}", provider.name(), esc(kind), esc(id))
 }
 
-fn day_of(t: Timestamp) -> String {
+fn work_prefix(work_key: &str) -> String {
+    format!("W#{}#", esc(work_key))
+}
+
+fn work_sk(key: &WorkKey) -> String {
+    format!("{}{}", work_prefix(&key.work_key), key.digest)
+}
+
+pub(crate) fn log_pk(day: &str, shard: u32) -> String {
+    format!("T#{day}#{shard:02}")
+}
+
+fn month_of(t: Timestamp) -> String {
+    t.to_string()[..7].to_owned()
+}
+
+pub(crate) fn day_of(t: Timestamp) -> String {
     t.to_string()[..10].to_owned()
 }
 
-impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, BackendError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("get_item", DisplayErrorContext(e)))?;
-        Ok(out.item)
-    }
-
-    /// A conditional update that takes or releases a lease: true when the
-    /// condition held.
-    async fn owner_update(
-        &self,
-        operation: &'static str,
-        provider: Provider,
-        work_key: &str,
-        expression: &str,
-        values: Vec<(&str, AttributeValue)>,
-        owner: &str,
-    ) -> Result<bool, BackendError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(event_pk(provider, work_key)))
-            .key("sk", s("EVENT"))
-            .update_expression(expression)
-            .condition_expression("lease_owner = :owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":owner", s(owner));
-        for (k, v) in values {
-            request = request.expression_attribute_values(k, v);
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(backend(operation, DisplayErrorContext(e))),
-        }
-    }
-
-    async fn query_index(
-        &self,
-        index: &str,
-        pk_name: &str,
-        pk: String,
-        range: Option<(String, String)>,
-        limit: Option<usize>,
-    ) -> Result<Vec<EventRecord>, BackendError> {
-        let sk_name = pk_name.replace("pk", "sk");
-        let mut events = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .scan_index_forward(false)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .set_exclusive_start_key(start.take());
-            request = match &range {
-                Some((from, to)) => request
-                    .key_condition_expression(format!(
-                        "{pk_name} = :pk AND {sk_name} BETWEEN :from AND :to"
-                    ))
-                    .expression_attribute_values(":from", s(from.clone()))
-                    .expression_attribute_values(":to", s(to.clone())),
-                None => request.key_condition_expression(format!("{pk_name} = :pk")),
-            };
-            let out = request
-                .send()
-                .await
-                .map_err(|e| backend("query", DisplayErrorContext(e)))?;
-            events.extend(out.items().iter().filter_map(event_from_item));
-            match out.last_evaluated_key {
-                Some(key) if limit.is_none_or(|l| events.len() < l) => start = Some(key),
-                _ => return Ok(events),
-            }
-        }
-    }
-}
-
-/// A condition can only fail on an existing item, which the request asks
-/// DynamoDB to return; without it the outcome is unknown, so the caller
-/// retries (503 on the ack path) rather than guessing. Provider functions may
-/// only `PutItem`, so there is no read to fall back on.
-fn missing_old_item(operation: &'static str) -> BackendError {
-    backend(
-        operation,
-        "condition failed but the existing item was not returned",
-    )
+fn expires_secs(from: Timestamp, days: i64) -> i64 {
+    (from.unix_millis() + days * DAY_MS) / 1_000
 }
 
 /// Shows the whole error chain of an SDK error, not just "service error".
-struct DisplayErrorContext<E>(E);
+pub(crate) struct DisplayErrorContext<E>(pub E);
 
 impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,181 +135,688 @@ impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<E> {
     }
 }
 
-impl DedupStore for DynamoStore {
-    async fn claim(&self, record: &DedupRecord) -> Result<Claim, BackendError> {
-        let now = record.received_at.unix_millis() / 1_000;
-        let pk = dedup_pk(record.provider, &record.dedup_key);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(pk.clone()))
-            .item("sk", s("DEDUP"))
-            .item("provider", s(record.provider.name()))
-            .item("dedup_key", s(&record.dedup_key))
-            .item("event_type", s(&record.event_type))
-            .item("body_sha256", s(&record.body_sha256))
-            .item("received_at", s(record.received_at.to_string()))
-            .item("expires_at", n(record.expires_at))
-            .item("request_id", s(&record.request_id))
-            // TTL deletion is lazy: an expired record may linger, and no
-            // longer counts.
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(":now", n(now))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Fresh),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let old = match e.into_err() {
-                    PutItemError::ConditionalCheckFailedException(ex) => ex.item,
-                    _ => None,
-                };
-                let body_sha256 = old
-                    .as_ref()
-                    .and_then(|item| get_s(item, "body_sha256"))
-                    .ok_or_else(|| missing_old_item("put_item"))?
-                    .to_owned();
-                Ok(Claim::Existing { body_sha256 })
-            }
-            Err(e) => Err(backend("put_item", DisplayErrorContext(e))),
-        }
-    }
+fn is_condition_failure<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
 
-    async fn record_conflict(&self, record: &DedupRecord, body: &str) -> Result<(), BackendError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(dedup_pk(record.provider, &record.dedup_key)))
-            .item("sk", s(format!("CONFLICT#{}", record.body_sha256)))
-            .item("provider", s(record.provider.name()))
-            .item("event_type", s(&record.event_type))
-            .item("received_at", s(record.received_at.to_string()))
-            .item("expires_at", n(record.expires_at))
-            .item("request_id", s(&record.request_id))
-            .item("body", s(body))
-            .send()
-            .await
-            .map_err(|e| backend("put_item", DisplayErrorContext(e)))?;
-        Ok(())
+/// Raw deflate of a body: a 1 KB JSON body shrinks to about 450 bytes.
+pub(crate) fn deflate(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+pub(crate) fn inflate(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+// ------------------------------------------------------------ work records
+
+fn work_item(record: &WorkRecord, retention_days: i64) -> Item {
+    let mut item = Item::new();
+    let key = &record.key;
+    item.insert(
+        "pk".into(),
+        s(resource_pk(
+            key.provider,
+            &key.resource.kind,
+            &key.resource.id,
+        )),
+    );
+    item.insert("sk".into(), s(work_sk(key)));
+    item.insert("e".into(), s(&record.event_id));
+    item.insert("t".into(), s(&record.event_type));
+    if record.dedup_key != key.work_key {
+        item.insert("dk".into(), s(&record.dedup_key));
+    }
+    item.insert("st".into(), s(record.status.as_str()));
+    item.insert("n".into(), n(record.attempts));
+    if let Some(owner) = &record.lease_owner {
+        item.insert("lo".into(), s(owner));
+    }
+    if let Some(until) = record.lease_until {
+        item.insert("lu".into(), n(until));
+    }
+    if let Some(error) = &record.error {
+        item.insert("er".into(), s(error));
+    }
+    item.insert("ra".into(), n(record.received_at.unix_millis()));
+    if let Some(at) = record.occurred_at {
+        item.insert("oa".into(), n(at.unix_millis()));
+    }
+    if let Some(at) = record.processed_at {
+        item.insert("pa".into(), n(at.unix_millis()));
+    }
+    if let Some(status) = &record.carried_status {
+        item.insert("cs".into(), s(status));
+    }
+    if let Some(effect) = record.effect {
+        item.insert("ef".into(), s(effect_text(effect)));
+    }
+    if record.replay {
+        item.insert("rp".into(), AttributeValue::Bool(true));
+    }
+    item.insert(
+        "expires_at".into(),
+        n(expires_secs(record.received_at, retention_days)),
+    );
+    item
+}
+
+fn effect_text(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Applied => "applied",
+        Effect::Stale => "stale",
     }
 }
 
-fn event_from_item(item: &Item) -> Option<EventRecord> {
+fn unescape(part: &str) -> String {
+    part.replace("%23", "#").replace("%25", "%")
+}
+
+/// Reads a work record; the key comes from `pk`/`sk`.
+fn work_from_item(item: &Item) -> Option<WorkRecord> {
+    let mut pk = get_s(item, "pk")?.splitn(4, '#');
+    let (_, provider, kind, id) = (pk.next()?, pk.next()?, pk.next()?, pk.next()?);
+    let sk = get_s(item, "sk")?.strip_prefix("W#")?;
+    let (work_key, digest) = sk.rsplit_once('#')?;
+    let work_key = unescape(work_key);
+    Some(WorkRecord {
+        key: WorkKey {
+            provider: Provider::from_name(provider)?,
+            resource: Resource::new(unescape(kind), unescape(id)),
+            work_key: work_key.clone(),
+            digest: digest.to_owned(),
+        },
+        event_id: get_s(item, "e")?.to_owned(),
+        event_type: get_s(item, "t")?.to_owned(),
+        dedup_key: get_s(item, "dk").map_or(work_key, str::to_owned),
+        status: WorkStatus::parse(get_s(item, "st")?)?,
+        attempts: get_n(item, "n").unwrap_or_default(),
+        lease_owner: get_s(item, "lo").map(str::to_owned),
+        lease_until: get_n(item, "lu"),
+        error: get_s(item, "er").map(str::to_owned),
+        received_at: get_time(item, "ra")?,
+        occurred_at: get_time(item, "oa"),
+        processed_at: get_time(item, "pa"),
+        carried_status: get_s(item, "cs").map(str::to_owned),
+        effect: match get_s(item, "ef") {
+            Some("applied") => Some(Effect::Applied),
+            Some("stale") => Some(Effect::Stale),
+            _ => None,
+        },
+        replay: get_bool(item, "rp"),
+    })
+}
+
+// --------------------------------------------------------- event log items
+
+fn event_item(event: &EventRecord, retention_days: i64) -> Result<Item, BackendError> {
+    let (day, shard) = event_id_parts(&event.id)
+        .ok_or_else(|| backend("put_item", format!("{:?} is not an event id", event.id)))?;
+    let mut item = Item::new();
+    item.insert("pk".into(), s(log_pk(&day, shard)));
+    item.insert("sk".into(), s(&event.id));
+    item.insert("p".into(), s(event.provider.name()));
+    item.insert("t".into(), s(&event.event_type));
+    if event.dedup_key != event.work_key {
+        item.insert("dk".into(), s(&event.dedup_key));
+    }
+    item.insert("wk".into(), s(&event.work_key));
+    item.insert("dg".into(), s(&event.digest));
+    item.insert("rk".into(), s(&event.resource.kind));
+    item.insert("ri".into(), s(&event.resource.id));
+    if let Some(at) = event.occurred_at {
+        item.insert("oa".into(), n(at.unix_millis()));
+    }
+    item.insert("ra".into(), n(event.received_at.unix_millis()));
+    if let Some(status) = &event.status {
+        item.insert("cs".into(), s(status));
+    }
+    item.insert("bs".into(), s(&event.body_sha256));
+    match &event.body {
+        BodyRef::Inline { text } => {
+            item.insert(
+                "z".into(),
+                AttributeValue::B(Blob::new(deflate(text.as_bytes()))),
+            );
+        }
+        BodyRef::Stored { key, size } => {
+            item.insert("bk".into(), s(key));
+            item.insert("bz".into(), n(size));
+        }
+    }
+    if !event.headers.is_empty() {
+        item.insert(
+            "h".into(),
+            s(serde_json::to_string(&event.headers).unwrap_or_default()),
+        );
+    }
+    if event.replay {
+        item.insert("rp".into(), AttributeValue::Bool(true));
+    }
+    item.insert("rq".into(), s(&event.request_id));
+    item.insert(
+        "expires_at".into(),
+        n(expires_secs(event.received_at, retention_days)),
+    );
+    Ok(item)
+}
+
+pub(crate) fn event_item_record(item: &Item) -> Option<EventRecord> {
+    let work_key = get_s(item, "wk")?.to_owned();
+    let body = match (item.get("z").and_then(|v| v.as_b().ok()), get_s(item, "bk")) {
+        (Some(z), _) => BodyRef::Inline {
+            text: String::from_utf8(inflate(z.as_ref()).ok()?).ok()?,
+        },
+        (None, Some(key)) => BodyRef::Stored {
+            key: key.to_owned(),
+            size: get_n(item, "bz").unwrap_or_default(),
+        },
+        (None, None) => return None,
+    };
     Some(EventRecord {
-        provider: Provider::from_name(get_s(item, "provider")?)?,
-        event_type: get_s(item, "event_type")?.to_owned(),
-        dedup_key: get_s(item, "dedup_key")?.to_owned(),
-        work_key: get_s(item, "work_key")?.to_owned(),
-        resource_kind: get_s(item, "resource_kind")?.to_owned(),
-        resource_id: get_s(item, "resource_id")?.to_owned(),
-        occurred_at: get_time(item, "occurred_at"),
-        received_at: get_time(item, "received_at")?,
-        processed_at: get_time(item, "processed_at"),
-        attempts: get_n(item, "attempts").unwrap_or_default(),
-        status: EventStatus::parse(get_s(item, "status")?)?,
-        error: get_s(item, "error").map(str::to_owned),
-        replay: item
-            .get("replay")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
-        payload: get_s(item, "payload").unwrap_or_default().to_owned(),
-        lease_owner: get_s(item, "lease_owner").map(str::to_owned),
-        lease_until: get_n(item, "lease_until"),
+        id: get_s(item, "sk")?.to_owned(),
+        provider: Provider::from_name(get_s(item, "p")?)?,
+        event_type: get_s(item, "t")?.to_owned(),
+        dedup_key: get_s(item, "dk").map_or_else(|| work_key.clone(), str::to_owned),
+        work_key,
+        digest: get_s(item, "dg")?.to_owned(),
+        resource: Resource::new(get_s(item, "rk")?, get_s(item, "ri")?),
+        occurred_at: get_time(item, "oa"),
+        received_at: get_time(item, "ra")?,
+        status: get_s(item, "cs").map(str::to_owned),
+        body_sha256: get_s(item, "bs")?.to_owned(),
+        body,
+        headers: get_s(item, "h")
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default(),
+        replay: get_bool(item, "rp"),
+        request_id: get_s(item, "rq").unwrap_or_default().to_owned(),
     })
 }
 
 fn resource_from_item(item: &Item) -> Option<ResourceState> {
-    Some(ResourceState {
-        provider: Provider::from_name(get_s(item, "provider")?)?,
-        kind: get_s(item, "kind")?.to_owned(),
-        id: get_s(item, "id")?.to_owned(),
-        status: get_s(item, "status").map(str::to_owned),
-        updated_at: get_time(item, "updated_at"),
-        rank: get_n(item, "rank"),
-        deleted: item
-            .get("deleted")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
-        fields: get_s(item, "fields")
-            .and_then(|f| serde_json::from_str(f).ok())
-            .unwrap_or_default(),
-        field_times: get_s(item, "field_times")
-            .and_then(|f| serde_json::from_str(f).ok())
-            .unwrap_or_default(),
-        last_event: get_s(item, "last_event").unwrap_or_default().to_owned(),
-        version: get_n(item, "version")?,
-    })
+    serde_json::from_str(get_s(item, "r")?).ok()
+}
+
+fn json_record<T: serde::de::DeserializeOwned>(item: &Item) -> Option<T> {
+    serde_json::from_str(get_s(item, "r")?).ok()
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    // The records are plain data and always serialise.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, retention_days: i64) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention_days,
+            blobs: None,
+        }
+    }
+
+    /// Lets the operator's reads fetch stored bodies and the archive.
+    pub fn with_blobs(mut self, blobs: S3Blobs) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn retention_days(&self) -> i64 {
+        self.retention_days
+    }
+
+    pub(crate) async fn get(
+        &self,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<Item>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", DisplayErrorContext(e)))?;
+        Ok(out.item)
+    }
+
+    pub(crate) async fn put_item(
+        &self,
+        operation: &'static str,
+        item: Item,
+    ) -> Result<(), BackendError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| backend(operation, DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    /// Every item of a partition whose sort key starts with `prefix`
+    /// (`None`: all), in key order or reversed.
+    pub(crate) async fn query_all(
+        &self,
+        pk: String,
+        prefix: Option<String>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, BackendError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(consistent)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            request = match &prefix {
+                Some(prefix) => request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix.clone())),
+                None => request.key_condition_expression("pk = :pk"),
+            };
+            let out = request
+                .send()
+                .await
+                .map_err(|e| backend("query", DisplayErrorContext(e)))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Up to `limit` items of one partition with `lower <= sk < upper`,
+    /// newest (highest key) first.
+    pub(crate) async fn query_range_desc(
+        &self,
+        pk: String,
+        lower: &str,
+        upper: &str,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), BackendError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":lower", s(lower))
+                .expression_attribute_values(":upper", s(upper))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", DisplayErrorContext(e)))?;
+            items.extend(
+                out.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| get_s(i, "sk").is_some_and(|sk| sk < upper)),
+            );
+            match out.last_evaluated_key {
+                Some(key) if items.len() < limit => start = Some(key),
+                Some(_) => return Ok((items, true)),
+                None => return Ok((items, false)),
+            }
+        }
+    }
+
+    /// Up to `limit` items of one partition after `after` (exclusive), in
+    /// key order; `true` when there are more.
+    pub(crate) async fn query_range_asc(
+        &self,
+        pk: String,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), BackendError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = (!after.is_empty()).then(|| {
+            Item::from([
+                ("pk".to_owned(), s(pk.clone())),
+                ("sk".to_owned(), s(after)),
+            ])
+        });
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", DisplayErrorContext(e)))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if items.len() < limit => start = Some(key),
+                Some(_) => return Ok((items, true)),
+                None => return Ok((items, false)),
+            }
+        }
+    }
+
+    /// The work records of these keys (at most 100 per call).
+    async fn batch_works(
+        &self,
+        keys: Vec<WorkKey>,
+    ) -> Result<HashMap<WorkKey, WorkRecord>, BackendError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|k| {
+                    Item::from([
+                        (
+                            "pk".to_owned(),
+                            s(resource_pk(k.provider, &k.resource.kind, &k.resource.id)),
+                        ),
+                        ("sk".to_owned(), s(work_sk(k))),
+                    ])
+                })
+                .collect();
+            pending.dedup();
+            while !pending.is_empty() {
+                let keys_and = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .build()
+                    .map_err(|e| backend("batch_get_item", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys_and)
+                    .send()
+                    .await
+                    .map_err(|e| backend("batch_get_item", DisplayErrorContext(e)))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    if let Some(work) = work_from_item(&item) {
+                        found.insert(work.key.clone(), work);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) async fn views_of(
+        &self,
+        events: Vec<EventRecord>,
+    ) -> Result<Vec<EventView>, BackendError> {
+        let works = self
+            .batch_works(events.iter().map(EventRecord::work_key).collect())
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|event| EventView {
+                work: works.get(&event.work_key()).cloned(),
+                event,
+                archived: false,
+            })
+            .collect())
+    }
+
+    /// A conditional update of a work record: true when the condition held.
+    async fn update_work(
+        &self,
+        operation: &'static str,
+        key: &WorkKey,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, BackendError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                s(resource_pk(
+                    key.provider,
+                    &key.resource.kind,
+                    &key.resource.id,
+                )),
+            )
+            .key("sk", s(work_sk(key)))
+            .update_expression(update)
+            .condition_expression(condition);
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(backend(operation, DisplayErrorContext(e))),
+        }
+    }
+
+    fn blobs(&self) -> Result<&S3Blobs, BackendError> {
+        self.blobs
+            .as_ref()
+            .ok_or_else(|| BackendError::new("s3", "get_object", "TERIMA_BUCKET is not set"))
+    }
+}
+
+impl AckStore for DynamoStore {
+    /// One query reading only the sort keys of the work key's records: an
+    /// eventually consistent half read unit.
+    async fn seen(
+        &self,
+        provider: Provider,
+        resource: &Resource,
+        work_key: &str,
+        digest: &str,
+    ) -> Result<Seen, BackendError> {
+        let prefix = work_prefix(work_key);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(
+                ":pk",
+                s(resource_pk(provider, &resource.kind, &resource.id)),
+            )
+            .expression_attribute_values(":prefix", s(prefix.clone()))
+            .projection_expression("sk")
+            .send()
+            .await
+            .map_err(|e| backend("query", DisplayErrorContext(e)))?;
+        let items = out.items.unwrap_or_default();
+        Ok(Seen::from_digests(
+            digest,
+            items
+                .iter()
+                .filter_map(|i| get_s(i, "sk")?.strip_prefix(prefix.as_str())),
+        ))
+    }
+
+    async fn hold(&self, message: &QueueMessage) -> Result<(), BackendError> {
+        let text = message.encode();
+        let shard = text.len() as u32 % OUTBOX_SHARDS;
+        let item = Item::from([
+            ("pk".to_owned(), s(format!("O#{shard}"))),
+            (
+                "sk".to_owned(),
+                s(format!(
+                    "{}#{}",
+                    id_time(message.received_at),
+                    message.request_id
+                )),
+            ),
+            ("m".to_owned(), s(text)),
+        ]);
+        self.put_item("hold", item).await
+    }
+
+    async fn quarantine(&self, record: &QuarantineRecord) -> Result<(), BackendError> {
+        let item = Item::from([
+            (
+                "pk".to_owned(),
+                s(format!("Q#{}", month_of(record.received_at))),
+            ),
+            ("sk".to_owned(), s(&record.id)),
+            ("r".to_owned(), s(json_text(record))),
+            (
+                "expires_at".to_owned(),
+                n(expires_secs(record.received_at, self.retention_days)),
+            ),
+        ]);
+        self.put_item("quarantine", item).await
+    }
+}
+
+impl Outbox for DynamoStore {
+    async fn held(&self, limit: usize) -> Result<Vec<(String, String)>, BackendError> {
+        let mut held = Vec::new();
+        for shard in 0..OUTBOX_SHARDS {
+            let pk = format!("O#{shard}");
+            for item in self.query_all(pk.clone(), None, true).await? {
+                if held.len() >= limit {
+                    return Ok(held);
+                }
+                if let (Some(sk), Some(message)) = (get_s(&item, "sk"), get_s(&item, "m")) {
+                    held.push((format!("{pk}|{sk}"), message.to_owned()));
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    async fn release(&self, handle: &str) -> Result<(), BackendError> {
+        let (pk, sk) = handle
+            .split_once('|')
+            .ok_or_else(|| backend("delete_item", format!("{handle:?} is not an outbox handle")))?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(|e| backend("delete_item", DisplayErrorContext(e)))?;
+        Ok(())
+    }
 }
 
 impl EventStore for DynamoStore {
+    async fn works(
+        &self,
+        provider: Provider,
+        resource: &Resource,
+        work_key: &str,
+    ) -> Result<Vec<WorkRecord>, BackendError> {
+        // Eventually consistent: a stale answer only means the conditional
+        // write that follows decides.
+        Ok(self
+            .query_all(
+                resource_pk(provider, &resource.kind, &resource.id),
+                Some(work_prefix(work_key)),
+                false,
+            )
+            .await?
+            .iter()
+            .filter_map(work_from_item)
+            .collect())
+    }
+
+    async fn log(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.put_item("log", event_item(event, self.retention_days)?)
+            .await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let r = &request.record;
-        let received = r.received_at.to_string();
         let until = request.now + request.lease_millis;
-        let mut values: Vec<(&str, AttributeValue)> = vec![
-            (":provider", s(r.provider.name())),
-            (":event_type", s(&r.event_type)),
-            (":dedup_key", s(&r.dedup_key)),
-            (":work_key", s(&r.work_key)),
-            (":kind", s(&r.resource_kind)),
-            (":id", s(&r.resource_id)),
-            (":received_at", s(received.clone())),
-            (":replay", AttributeValue::Bool(r.replay)),
-            (":payload", s(&r.payload)),
-            (":received", s(EventStatus::Received.as_str())),
-            (":processed", s(EventStatus::Processed.as_str())),
-            (":zero", n(0)),
-            (":one", n(1)),
-            (":owner", s(&request.owner)),
-            (":until", n(until)),
-            (":now", n(request.now)),
-            (
-                ":gsi1pk",
-                s(resource_pk(r.provider, &r.resource_kind, &r.resource_id)),
-            ),
-            (":gsi1sk", s(format!("{received}#{}", r.work_key))),
-            (":gsi2pk", s(format!("DAY#{}", day_of(r.received_at)))),
-            (
-                ":gsi2sk",
-                s(format!("{received}#{}#{}", r.provider, r.work_key)),
-            ),
-        ];
-        let mut set = String::from(
-            "provider = if_not_exists(provider, :provider), event_type = if_not_exists(event_type, :event_type), \
-             dedup_key = if_not_exists(dedup_key, :dedup_key), work_key = if_not_exists(work_key, :work_key), \
-             resource_kind = if_not_exists(resource_kind, :kind), resource_id = if_not_exists(resource_id, :id), \
-             received_at = if_not_exists(received_at, :received_at), \
-             payload = if_not_exists(payload, :payload), #status = if_not_exists(#status, :received), \
-             attempts = if_not_exists(attempts, :zero) + :one, lease_owner = :owner, lease_until = :until, \
-             gsi1pk = if_not_exists(gsi1pk, :gsi1pk), gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-             gsi2pk = if_not_exists(gsi2pk, :gsi2pk), gsi2sk = if_not_exists(gsi2sk, :gsi2sk)",
-        );
-        // An operator's replay is remembered on the event it re-runs.
-        set.push_str(if r.replay {
-            ", replay = :replay"
-        } else {
-            ", replay = if_not_exists(replay, :replay)"
-        });
-        if let Some(at) = r.occurred_at {
-            set.push_str(", occurred_at = if_not_exists(occurred_at, :occurred_at)");
-            values.push((":occurred_at", s(at.to_string())));
+        let item = work_item(r, self.retention_days);
+        let mut set: Vec<String> = Vec::new();
+        let mut values: Vec<(String, AttributeValue)> = Vec::new();
+        for (name, value) in item {
+            if matches!(
+                name.as_str(),
+                "pk" | "sk" | "n" | "st" | "lo" | "lu" | "rp" | "er"
+            ) {
+                continue;
+            }
+            set.push(format!("{name} = if_not_exists({name}, :{name})"));
+            values.push((format!(":{name}"), value));
+        }
+        set.push("st = :processing".into());
+        set.push("n = if_not_exists(n, :zero) + :one".into());
+        set.push("lo = :owner".into());
+        set.push("lu = :until".into());
+        values.push((":processing".into(), s(WorkStatus::Processing.as_str())));
+        values.push((":processed".into(), s(WorkStatus::Processed.as_str())));
+        values.push((":zero".into(), n(0)));
+        values.push((":one".into(), n(1)));
+        values.push((":owner".into(), s(&request.owner)));
+        values.push((":until".into(), n(until)));
+        values.push((":now".into(), n(request.now)));
+        // An operator's replay is remembered on the work it re-runs.
+        if r.replay {
+            set.push("rp = :replay".into());
+            values.push((":replay".into(), AttributeValue::Bool(true)));
         }
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(event_pk(r.provider, &r.work_key)))
-            .key("sk", s("EVENT"))
-            .update_expression(format!("SET {set}"))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#status <> :processed AND \
-                 (attribute_not_exists(lease_until) OR lease_until <= :now))",
+            .key(
+                "pk",
+                s(resource_pk(
+                    r.key.provider,
+                    &r.key.resource.kind,
+                    &r.key.resource.id,
+                )),
             )
-            .expression_attribute_names("#status", "status")
+            .key("sk", s(work_sk(&r.key)))
+            .update_expression(format!("SET {} REMOVE er", set.join(", ")))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (st <> :processed AND \
+                 (attribute_not_exists(lu) OR lu <= :now))",
+            )
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (k, v) in values {
@@ -393,10 +825,9 @@ impl EventStore for DynamoStore {
         match update.send().await {
             Ok(out) => {
                 let old = out.attributes.unwrap_or_default();
-                let attempts = get_n::<u32>(&old, "attempts").unwrap_or(0) + 1;
                 Ok(Lease::Acquired {
-                    attempts,
-                    takeover: old.contains_key("lease_owner"),
+                    attempts: get_n::<u32>(&old, "n").unwrap_or(0) + 1,
+                    takeover: old.contains_key("lo"),
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
@@ -404,12 +835,20 @@ impl EventStore for DynamoStore {
                     UpdateItemError::ConditionalCheckFailedException(ex) => ex.item,
                     _ => None,
                 }
-                .ok_or_else(|| missing_old_item("update_item"))?;
-                if get_s(&old, "status") == Some(EventStatus::Processed.as_str()) {
+                // A condition can only fail on an existing item, which the
+                // request asks DynamoDB to return; without it the outcome is
+                // unknown, so the caller retries rather than guessing.
+                .ok_or_else(|| {
+                    backend(
+                        "update_item",
+                        "condition failed but the existing item was not returned",
+                    )
+                })?;
+                if get_s(&old, "st") == Some(WorkStatus::Processed.as_str()) {
                     Ok(Lease::Done)
                 } else {
                     Ok(Lease::Busy {
-                        until: get_n(&old, "lease_until").unwrap_or(until),
+                        until: get_n(&old, "lu").unwrap_or(until),
                     })
                 }
             }
@@ -419,120 +858,100 @@ impl EventStore for DynamoStore {
 
     async fn complete(
         &self,
-        provider: Provider,
-        work_key: &str,
+        key: &WorkKey,
         owner: &str,
         now: Timestamp,
+        effect: Effect,
     ) -> Result<bool, BackendError> {
-        self.owner_update(
+        self.update_work(
             "complete",
-            provider,
-            work_key,
-            "SET #status = :processed, processed_at = :now REMOVE lease_owner, lease_until, #error",
+            key,
+            "SET st = :processed, pa = :now, ef = :effect REMOVE lo, lu, er",
+            "lo = :owner",
             vec![
-                (":processed", s(EventStatus::Processed.as_str())),
-                (":now", s(now.to_string())),
+                (":processed", s(WorkStatus::Processed.as_str())),
+                (":now", n(now.unix_millis())),
+                (":effect", s(effect_text(effect))),
+                (":owner", s(owner)),
             ],
-            owner,
+        )
+        .await
+    }
+
+    async fn finish(&self, record: &WorkRecord) -> Result<bool, BackendError> {
+        let item = work_item(record, self.retention_days);
+        let mut set: Vec<String> = Vec::new();
+        let mut values: Vec<(String, AttributeValue)> = Vec::new();
+        for (name, value) in item {
+            if matches!(name.as_str(), "pk" | "sk" | "n" | "rp") {
+                continue;
+            }
+            set.push(format!("{name} = :{name}"));
+            values.push((format!(":{name}"), value));
+        }
+        set.push("n = if_not_exists(n, :zero) + :one".into());
+        values.push((":zero".into(), n(0)));
+        values.push((":one".into(), n(1)));
+        values.push((
+            ":processed_status".into(),
+            s(WorkStatus::Processed.as_str()),
+        ));
+        if record.replay {
+            set.push("rp = :rp".into());
+            values.push((":rp".into(), AttributeValue::Bool(true)));
+        }
+        let mut remove = Vec::new();
+        for name in ["lo", "lu", "er"] {
+            if !values.iter().any(|(k, _)| k == &format!(":{name}")) {
+                remove.push(name);
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let values_ref: Vec<(&str, AttributeValue)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.update_work(
+            "finish",
+            &record.key,
+            &expression,
+            "attribute_not_exists(pk) OR st <> :processed_status",
+            values_ref,
         )
         .await
     }
 
     async fn fail(
         &self,
-        provider: Provider,
-        work_key: &str,
-        owner: &str,
+        key: &WorkKey,
+        owner: Option<&str>,
         error: &str,
     ) -> Result<bool, BackendError> {
-        self.owner_update(
+        let mut values = vec![
+            (":failed", s(WorkStatus::Failed.as_str())),
+            (":error", s(error)),
+        ];
+        let condition = match owner {
+            Some(owner) => {
+                values.push((":owner", s(owner)));
+                "lo = :owner"
+            }
+            None => {
+                values.push((":processed", s(WorkStatus::Processed.as_str())));
+                "attribute_exists(pk) AND st <> :processed"
+            }
+        };
+        self.update_work(
             "fail",
-            provider,
-            work_key,
-            "SET #status = :failed, #error = :error REMOVE lease_owner, lease_until",
-            vec![
-                (":failed", s(EventStatus::Failed.as_str())),
-                (":error", s(error)),
-            ],
-            owner,
+            key,
+            "SET st = :failed, er = :error REMOVE lo, lu",
+            condition,
+            values,
         )
         .await
-    }
-
-    async fn event(
-        &self,
-        provider: Provider,
-        work_key: &str,
-    ) -> Result<Option<EventRecord>, BackendError> {
-        Ok(self
-            .get(event_pk(provider, work_key), "EVENT")
-            .await?
-            .as_ref()
-            .and_then(event_from_item))
-    }
-
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, BackendError> {
-        // Sort keys start with the receive time: `0` sorts before any year.
-        let lower = filter
-            .since
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "0".to_owned());
-        // `~` sorts after every digit and letter: the end of any key range.
-        let upper = filter
-            .until
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "~".to_owned());
-        let matching = |events: Vec<EventRecord>| -> Vec<EventRecord> {
-            events.into_iter().filter(|e| filter.matches(e)).collect()
-        };
-        if let Some((kind, id)) = &filter.resource {
-            let providers: Vec<Provider> = filter
-                .provider
-                .map(|p| vec![p])
-                .unwrap_or_else(|| Provider::ALL.to_vec());
-            let mut events = Vec::new();
-            for provider in providers {
-                let found = self
-                    .query_index(
-                        "gsi1",
-                        "gsi1pk",
-                        resource_pk(provider, kind, id),
-                        Some((lower.clone(), upper.clone())),
-                        None,
-                    )
-                    .await?;
-                events.extend(matching(found));
-            }
-            return Ok(newest_first(events, filter.limit));
-        }
-        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
-        let last = filter.until.unwrap_or(now);
-        let first = filter.since.unwrap_or(Timestamp::from_unix_millis(
-            last.unix_millis() - DEFAULT_LOOKBACK_DAYS * 86_400_000,
-        ));
-        let mut events = Vec::new();
-        let mut day = last.unix_millis().div_euclid(86_400_000);
-        while day >= first.unix_millis().div_euclid(86_400_000) {
-            let bucket = format!(
-                "DAY#{}",
-                day_of(Timestamp::from_unix_millis(day * 86_400_000))
-            );
-            let found = self
-                .query_index(
-                    "gsi2",
-                    "gsi2pk",
-                    bucket,
-                    Some((lower.clone(), upper.clone())),
-                    None,
-                )
-                .await?;
-            events.extend(matching(found));
-            if filter.limit.is_some_and(|l| events.len() >= l) {
-                break;
-            }
-            day -= 1;
-        }
-        Ok(newest_first(events, filter.limit))
     }
 
     async fn resource(
@@ -542,7 +961,7 @@ impl EventStore for DynamoStore {
         id: &str,
     ) -> Result<Option<ResourceState>, BackendError> {
         Ok(self
-            .get(resource_pk(provider, kind, id), "STATE")
+            .get(resource_pk(provider, kind, id), "S", true)
             .await?
             .as_ref()
             .and_then(resource_from_item))
@@ -558,52 +977,284 @@ impl EventStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .item("pk", s(resource_pk(state.provider, &state.kind, &state.id)))
-            .item("sk", s("STATE"))
-            .item("provider", s(state.provider.name()))
-            .item("kind", s(&state.kind))
-            .item("id", s(&state.id))
-            .item("deleted", AttributeValue::Bool(state.deleted))
-            .item(
-                "fields",
-                s(serde_json::Value::Object(state.fields.clone()).to_string()),
-            )
-            .item("field_times", s(json_text(&state.field_times)))
-            .item("last_event", s(&state.last_event))
-            .item("version", n(state.version))
-            .set_item_opt("status", state.status.as_deref().map(s))
-            .set_item_opt("updated_at", state.updated_at.map(|t| s(t.to_string())))
-            .set_item_opt("rank", state.rank.map(n));
+            .item("sk", s("S"))
+            .item("v", n(state.version))
+            .item("r", s(json_text(state)));
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put
-                .condition_expression("version = :expected")
+                .condition_expression("v = :expected")
                 .expression_attribute_values(":expected", n(v)),
         };
         match put.send().await {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(backend("put_item", DisplayErrorContext(e))),
         }
     }
+
+    async fn record_conflict(&self, conflict: &ConflictRecord) -> Result<(), BackendError> {
+        let item = Item::from([
+            (
+                "pk".to_owned(),
+                s(format!("X#{}", month_of(conflict.detected_at))),
+            ),
+            (
+                "sk".to_owned(),
+                s(format!(
+                    "{}#{}#{}",
+                    id_time(conflict.detected_at),
+                    conflict.first_event_id,
+                    conflict.second_event_id
+                )),
+            ),
+            ("r".to_owned(), s(json_text(conflict))),
+            (
+                "expires_at".to_owned(),
+                n(expires_secs(conflict.detected_at, self.retention_days)),
+            ),
+        ]);
+        self.put_item("record_conflict", item).await
+    }
 }
 
-fn json_text(value: &impl serde::Serialize) -> String {
-    // Maps of strings to timestamps always serialise.
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// Adds an attribute only when it has a value.
-trait SetItemOpt {
-    fn set_item_opt(self, key: &str, value: Option<AttributeValue>) -> Self;
-}
-
-impl SetItemOpt for aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
-    fn set_item_opt(self, key: &str, value: Option<AttributeValue>) -> Self {
-        match value {
-            Some(v) => self.item(key, v),
-            None => self,
+/// The months from `now` back over the retention period, newest first.
+fn recent_months(now: Timestamp, retention_days: i64) -> Vec<String> {
+    let mut months = Vec::new();
+    let mut day = now.unix_millis();
+    let oldest = day - (retention_days + 31) * DAY_MS;
+    while day >= oldest {
+        let month = month_of(Timestamp::from_unix_millis(day));
+        if months.last() != Some(&month) {
+            months.push(month);
         }
+        day -= DAY_MS;
+    }
+    months
+}
+
+impl EventLog for DynamoStore {
+    async fn event(&self, id: &str) -> Result<Option<EventView>, BackendError> {
+        let Some((day, shard)) = event_id_parts(id) else {
+            return Ok(None);
+        };
+        if let Some(item) = self.get(log_pk(&day, shard), id, false).await? {
+            let Some(event) = event_item_record(&item) else {
+                return Err(backend("get_item", format!("event {id} is not readable")));
+            };
+            return Ok(self.views_of(vec![event]).await?.pop());
+        }
+        match &self.blobs {
+            Some(blobs) => archive::find(blobs, id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<EventView>, BackendError> {
+        if let Some((kind, id)) = &filter.resource {
+            return self.resource_events(filter, kind, id, after, limit).await;
+        }
+        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
+        let newest = filter.until.unwrap_or(now);
+        let live_floor =
+            Timestamp::from_unix_millis(now.unix_millis() - self.retention_days * DAY_MS);
+        let oldest = filter.since.unwrap_or(live_floor);
+        let lower = id_time(oldest);
+        let mut upper = match (filter.until.map(id_time), after) {
+            (Some(u), Some(a)) => u.min(a.to_owned()),
+            (Some(u), None) => u,
+            (None, Some(a)) => a.to_owned(),
+            (None, None) => "~".to_owned(),
+        };
+        let mut items: Vec<EventView> = Vec::new();
+        let mut day = newest.unix_millis().div_euclid(DAY_MS);
+        let first_day = oldest.unix_millis().div_euclid(DAY_MS);
+        let live_first = live_floor.unix_millis().div_euclid(DAY_MS);
+        while day >= first_day && items.len() <= limit {
+            let day_text = day_of(Timestamp::from_unix_millis(day * DAY_MS));
+            let need = limit + 1 - items.len();
+            let (found, more) = if day >= live_first {
+                let shards = futures_util::future::try_join_all((0..TIME_SHARDS).map(|shard| {
+                    self.query_range_desc(log_pk(&day_text, shard), &lower, &upper, need)
+                }))
+                .await?;
+                let more = shards.iter().any(|(_, more)| *more);
+                let mut events: Vec<EventRecord> = shards
+                    .into_iter()
+                    .flat_map(|(items, _)| items)
+                    .filter_map(|i| event_item_record(&i))
+                    .collect();
+                events.sort_by(|a, b| b.id.cmp(&a.id));
+                let more = more || events.len() > need;
+                events.truncate(need);
+                (self.views_of(events).await?, more)
+            } else {
+                match &self.blobs {
+                    Some(blobs) => {
+                        let mut views =
+                            archive::day(blobs, &day_text, &lower, &upper, need).await?;
+                        let more = views.len() > need;
+                        views.truncate(need);
+                        (views, more)
+                    }
+                    None => (Vec::new(), false),
+                }
+            };
+            if let Some(last) = found.last() {
+                upper = last.event.id.clone();
+            }
+            let exhausted = !more;
+            items.extend(found.into_iter().filter(|v| v.matches(filter)));
+            if exhausted {
+                day -= 1;
+                upper = upper.min(id_time(Timestamp::from_unix_millis(day * DAY_MS + DAY_MS)));
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = more
+            .then(|| items.last().map(|v| v.event.id.clone()))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    async fn story(&self, provider: Provider, kind: &str, id: &str) -> Result<Story, BackendError> {
+        let items = self
+            .query_all(resource_pk(provider, kind, id), None, true)
+            .await?;
+        let mut story = Story::default();
+        for item in &items {
+            match get_s(item, "sk") {
+                Some("S") => story.state = resource_from_item(item),
+                Some(sk) if sk.starts_with("W#") => story.works.extend(work_from_item(item)),
+                _ => {}
+            }
+        }
+        story.works.sort_by_key(|w| w.received_at);
+        Ok(story)
+    }
+
+    async fn body(&self, event: &EventRecord) -> Result<Option<Vec<u8>>, BackendError> {
+        match &event.body {
+            BodyRef::Inline { text } => Ok(Some(text.as_bytes().to_vec())),
+            BodyRef::Stored { key, .. } => {
+                terima_service::store::Blobs::get(self.blobs()?, key).await
+            }
+        }
+    }
+
+    async fn conflicts(&self, limit: usize) -> Result<Vec<ConflictRecord>, BackendError> {
+        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
+        let mut all = Vec::new();
+        for month in recent_months(now, self.retention_days) {
+            let mut items: Vec<ConflictRecord> = self
+                .query_all(format!("X#{month}"), None, false)
+                .await?
+                .iter()
+                .filter_map(json_record)
+                .collect();
+            items.reverse();
+            all.extend(items);
+            if all.len() >= limit {
+                break;
+            }
+        }
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn quarantined(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<QuarantineRecord>, BackendError> {
+        let now = Timestamp::from_unix_millis(SystemClock.now_millis());
+        let upper = after.unwrap_or("~");
+        let mut items = Vec::new();
+        for month in recent_months(now, self.retention_days) {
+            let (found, _) = self
+                .query_range_desc(format!("Q#{month}"), "0", upper, limit + 1 - items.len())
+                .await?;
+            items.extend(found.iter().filter_map(json_record::<QuarantineRecord>));
+            if items.len() > limit {
+                break;
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = more.then(|| items.last().map(|q| q.id.clone())).flatten();
+        Ok(Page { items, next })
+    }
+
+    async fn quarantined_one(&self, id: &str) -> Result<Option<QuarantineRecord>, BackendError> {
+        let Some(month) = quarantine_month(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(format!("Q#{month}"), id, true)
+            .await?
+            .as_ref()
+            .and_then(json_record))
+    }
+
+    async fn mark_retried(&self, id: &str, retried: &Retried) -> Result<(), BackendError> {
+        let Some(mut record) = self.quarantined_one(id).await? else {
+            return Ok(());
+        };
+        record.retried = Some(retried.clone());
+        self.quarantine(&record).await
+    }
+}
+
+/// `2024-01` from a quarantine id `20240120T153000000-...`.
+fn quarantine_month(id: &str) -> Option<String> {
+    let digits = id.get(..6)?;
+    digits
+        .chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| format!("{}-{}", &digits[..4], &digits[4..6]))
+}
+
+impl DynamoStore {
+    /// The events of one resource, through its work records.
+    async fn resource_events(
+        &self,
+        filter: &EventFilter,
+        kind: &str,
+        id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<EventView>, BackendError> {
+        let providers: Vec<Provider> = filter
+            .provider
+            .map(|p| vec![p])
+            .unwrap_or_else(|| Provider::ALL.to_vec());
+        let mut views = Vec::new();
+        for provider in providers {
+            let story = self.story(provider, kind, id).await?;
+            for work in story.works {
+                let Some((day, shard)) = event_id_parts(&work.event_id) else {
+                    continue;
+                };
+                let event = match self.get(log_pk(&day, shard), &work.event_id, false).await? {
+                    Some(item) => event_item_record(&item),
+                    None => None,
+                };
+                if let Some(event) = event {
+                    views.push(EventView {
+                        event,
+                        work: Some(work),
+                        archived: false,
+                    });
+                }
+            }
+        }
+        views.retain(|v| v.matches(filter));
+        Ok(terima_service::store::page_of(views, after, limit))
     }
 }

@@ -1,25 +1,29 @@
-//! The Lambda entry points: a provider function behind API Gateway, and the
-//! SQS-triggered processor. Each function's `main` is one call to these.
+//! The Lambda entry points: a provider function behind API Gateway, the
+//! SQS-triggered processor, and the scheduled maintenance function (outbox
+//! sweeper and archive). Each function's `main` is one call to these.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use lambda_runtime::{LambdaEvent, service_fn};
-use terima_core::{Provider, SystemClock};
+use terima_core::{Clock, Provider, SystemClock, Timestamp};
+use terima_service::config::archive_days;
 use terima_service::process::Extension;
-use terima_service::store::{DedupStore, EventStore, Queue};
+use terima_service::store::{AckStore, Blobs, EventStore, Queue};
 use terima_service::{EndpointConfig, Env, Ingest, Metrics, Processor, ProcessorConfig, Record};
 
 use crate::setup::{self, SetupError};
+use crate::{DynamoStore, S3Blobs, SqsQueue, archive};
 
 pub type Error = lambda_runtime::Error;
 
 /// Answers one API Gateway request (HTTP API or REST API; lambda_http has
 /// already decoded a base64 body).
-pub async fn answer<S: DedupStore, Q: Queue>(
-    ingest: &Ingest<S, Q>,
+pub async fn answer<S: AckStore, Q: Queue, B: Blobs>(
+    ingest: &Ingest<S, Q, B>,
     request: Request,
 ) -> Response<Body> {
     let request_id = request_id(&request);
@@ -69,16 +73,18 @@ pub async fn run_provider(provider: Provider) -> Result<(), Error> {
 
 async fn provider_setup(
     provider: Provider,
-) -> Result<Ingest<crate::DynamoStore, crate::SqsQueue>, SetupError> {
+) -> Result<Ingest<DynamoStore, SqsQueue, S3Blobs>, SetupError> {
     let config = setup::aws_config().await;
     let lookup = setup::with_secrets(&config, provider, Env).await?;
     let endpoint = EndpointConfig::load(provider, &lookup)?;
     let store = setup::store(&config, &lookup)?;
     let queue = setup::queue(&config, &lookup)?;
+    let blobs = setup::blobs(&config, &lookup)?;
     Ok(Ingest::new(
         endpoint,
         store,
         queue,
+        blobs,
         Arc::new(SystemClock),
         Metrics::Emf,
     ))
@@ -86,8 +92,8 @@ async fn provider_setup(
 
 /// Handles one SQS batch: per-message failures, never a whole-batch failure
 /// for one bad record.
-pub async fn handle_batch<S: EventStore, E: Extension>(
-    processor: &Processor<S, E>,
+pub async fn handle_batch<S: EventStore, B: Blobs, E: Extension>(
+    processor: &Processor<S, B, E>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let mut failures = Vec::new();
@@ -133,15 +139,74 @@ pub async fn run_processor<E: Extension + 'static>(extension: E) -> Result<(), E
 
 async fn processor_setup<E: Extension>(
     extension: E,
-) -> Result<Processor<crate::DynamoStore, E>, SetupError> {
+) -> Result<Processor<DynamoStore, S3Blobs, E>, SetupError> {
     let config = setup::aws_config().await;
     let settings = ProcessorConfig::load(&Env)?;
     let store = setup::store(&config, &Env)?;
+    let blobs = setup::blobs(&config, &Env)?;
     Ok(Processor::new(
         settings,
         store,
+        blobs,
         extension,
         Arc::new(SystemClock),
         Metrics::Emf,
     ))
+}
+
+/// What one maintenance run did.
+#[derive(Debug, serde::Serialize)]
+pub struct Maintained {
+    pub resent: usize,
+    pub archived: usize,
+}
+
+/// One maintenance run: sends what the outbox holds, then archives due log
+/// partitions within `budget`.
+pub async fn maintain(
+    store: &DynamoStore,
+    queue: &SqsQueue,
+    blobs: &S3Blobs,
+    archive_days: i64,
+    budget: Duration,
+) -> Result<Maintained, terima_service::store::BackendError> {
+    let resent = terima_service::sweep::sweep(store, queue, Metrics::Emf).await?;
+    let now = Timestamp::from_unix_millis(SystemClock.now_millis());
+    let archived = archive::run(store, blobs, now, archive_days, budget).await?;
+    Ok(Maintained { resent, archived })
+}
+
+/// Runs the maintenance function: every scheduled invocation sweeps the
+/// outbox and archives, stopping 10 s before the function's deadline.
+pub async fn run_maintenance() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let setup = async {
+        let config = setup::aws_config().await;
+        let store = setup::store(&config, &Env)?;
+        let queue = setup::queue(&config, &Env)?;
+        let blobs = setup::blobs(&config, &Env)?;
+        let days = archive_days(&Env)?;
+        Ok::<_, SetupError>((store, queue, blobs, days))
+    };
+    let parts = match setup.await {
+        Ok(parts) => Arc::new(parts),
+        Err(e) => {
+            tracing::error!(detail = %e, "refusing to start");
+            return Err(e.into());
+        }
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let parts = Arc::clone(&parts);
+        async move {
+            let deadline = event.context.deadline();
+            let now = std::time::SystemTime::now();
+            let budget = deadline
+                .duration_since(now)
+                .unwrap_or_default()
+                .saturating_sub(Duration::from_secs(10));
+            let (store, queue, blobs, days) = parts.as_ref();
+            Ok::<_, Error>(maintain(store, queue, blobs, *days, budget).await?)
+        }
+    }))
+    .await
 }

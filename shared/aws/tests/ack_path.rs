@@ -1,16 +1,14 @@
-//! The provider functions' handler against the local DynamoDB and SQS
+//! The provider functions' handler against the local DynamoDB, SQS and S3
 //! emulator, driven with the sample API Gateway events from `events/`.
 
 mod common;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use common::*;
-use futures_util::future::join_all;
-use terima_core::Provider;
-use terima_service::faults::{Fault, FaultPlan, Faulty};
-use terima_service::process::{Extension, ExtensionError, WorkContext};
-use terima_service::{Metrics, Processor, ProcessorConfig};
+use terima_core::{BodyRef, Provider};
+use terima_service::store::EventLog;
 
 const SAMPLES: [(Provider, &str); 4] = [
     (Provider::BebasKirim, "bebaskirim/order.to_process.json"),
@@ -19,11 +17,56 @@ const SAMPLES: [(Provider, &str); 4] = [
     (Provider::Biteship, "biteship/order.status.json"),
 ];
 
+fn secret_of(var: &str) -> String {
+    let text = std::fs::read_to_string(workspace_root().join("events/test-secrets.env"))
+        .expect("events/test-secrets.env");
+    terima_service::config::parse_env_file(&text).expect("valid")[var].clone()
+}
+
+/// Hands everything queued to the processor function's code, as the event
+/// source mapping would, and deletes what it completed.
+async fn process_queue(b: &Backends) -> usize {
+    let processor = processor_for(b, (), 90_000);
+    let mut processed = 0;
+    loop {
+        let messages = b.receive_all(&b.queue_url).await;
+        if messages.is_empty() {
+            return processed;
+        }
+        let mut event = SqsEvent::default();
+        event.records = messages
+            .iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.body = m.body.clone();
+                record
+            })
+            .collect();
+        let response = terima_aws::lambda::handle_batch(&processor, event).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{:?}",
+            response.batch_item_failures
+        );
+        for m in &messages {
+            b.sqs
+                .delete_message()
+                .queue_url(&b.queue_url)
+                .receipt_handle(m.receipt_handle().expect("handle"))
+                .send()
+                .await
+                .expect("delete");
+        }
+        processed += messages.len();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fresh_event_lands_once_in_the_table_and_the_queue() {
+async fn a_fresh_event_is_queued_and_the_ack_writes_nothing() {
     for (provider, file) in SAMPLES {
         let b = Backends::new(5, 30).await;
-        let ingest = ingest(provider, b.store(), b.queue(), &[]);
+        let ingest = ingest_for(&b, provider);
         let (status, body) = call(&ingest, request(file)).await;
         assert_eq!(
             (status, body["status"].as_str()),
@@ -34,7 +77,7 @@ async fn a_fresh_event_lands_once_in_the_table_and_the_queue() {
             !body["request_id"].as_str().unwrap_or_default().is_empty(),
             "{body}"
         );
-        assert_eq!(b.items_with_sk_prefix("DEDUP").await, 1, "{file}");
+        assert!(b.items().await.is_empty(), "{file}: one read, no write");
         let queued = b.queued_messages().await;
         assert_eq!(queued.len(), 1, "{file}");
         assert_eq!(queued[0].provider, provider);
@@ -52,7 +95,7 @@ async fn base64_and_rest_api_events_are_accepted() {
         (Provider::Biteship, "biteship/order.status--rest-v1.json"),
     ] {
         let b = Backends::new(5, 30).await;
-        let ingest = ingest(provider, b.store(), b.queue(), &[]);
+        let ingest = ingest_for(&b, provider);
         let (status, body) = call(&ingest, request(file)).await;
         assert_eq!(
             (status, body["status"].as_str()),
@@ -63,281 +106,161 @@ async fn base64_and_rest_api_events_are_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_repeat_is_a_duplicate_sequentially_and_under_twenty_concurrent_copies() {
-    let b = Backends::new(5, 30).await;
-    let ingest = ingest(Provider::BitByBit, b.store(), b.queue(), &[]);
-    let file = "bitbybit/customer.created.json";
-    assert_eq!(call(&ingest, request(file)).await.1["status"], "accepted");
-    assert_eq!(call(&ingest, request(file)).await.1["status"], "duplicate");
-
-    let b = Backends::new(5, 30).await;
-    let ingest = ingest_for(&b, Provider::Oms);
-    let answers =
-        join_all((0..20).map(|_| call(&ingest, request("oms/package.status.packed.json")))).await;
-    let accepted = answers
-        .iter()
-        .filter(|(_, body)| body["status"] == "accepted")
-        .count();
-    let duplicates = answers
-        .iter()
-        .filter(|(_, body)| body["status"] == "duplicate")
-        .count();
-    assert_eq!((accepted, duplicates), (1, 19), "{answers:?}");
-    assert_eq!(b.items_with_sk_prefix("DEDUP").await, 1);
-    // Every copy was queued (see the ack path's design note); they share one
-    // work key, which the processor completes once.
-    let queued = b.queued_messages().await;
-    assert_eq!(queued.len(), 20);
-    assert!(queued.iter().all(|m| m.work_key == queued[0].work_key));
-}
-
-fn ingest_for(
-    b: &Backends,
-    provider: Provider,
-) -> terima_service::Ingest<terima_aws::DynamoStore, terima_aws::SqsQueue> {
-    ingest(provider, b.store(), b.queue(), &[])
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_same_key_with_another_body_is_recorded_as_a_conflict() {
-    let b = Backends::new(5, 30).await;
-    let ingest = ingest_for(&b, Provider::BitByBit);
-    let original = request("bitbybit/order.updated.json");
-    let body = std::str::from_utf8(original.body().as_ref())
-        .expect("utf-8")
-        .to_owned();
-    assert_eq!(call(&ingest, original).await.1["status"], "accepted");
-
-    let changed = body.replace("\"paid\"", "\"refunded\"");
-    assert_ne!(changed, body);
-    let secret = secret_of("TERIMA_BITBYBIT_SECRETS");
-    let t = "1705764600";
-    let signature = format!(
-        "t={t},v1={}",
-        hmac_hex(&secret, &[t.as_bytes(), b".", changed.as_bytes()])
-    );
-    let conflicting = with_header(
-        with_body(request("bitbybit/order.updated.json"), &changed),
-        "x-bitbybit-webhook-signature",
-        Some(&signature),
-    );
-    let (status, answer) = call(&ingest, conflicting).await;
-    assert_eq!(
-        (status, answer["status"].as_str()),
-        (200, Some("conflict")),
-        "{answer}"
-    );
-    assert_eq!(b.items_with_sk_prefix("CONFLICT#").await, 1);
-}
-
-fn secret_of(var: &str) -> String {
-    let lookup = test_env(&[]);
-    let list = terima_service::Lookup::get(&lookup, var).expect("test secret");
-    list.split(',')
-        .next()
-        .expect("one secret")
-        .trim()
-        .to_owned()
+async fn a_repeat_after_processing_is_a_duplicate() {
+    for (provider, file) in SAMPLES {
+        let b = Backends::new(5, 30).await;
+        let ingest = ingest_for(&b, provider);
+        assert_eq!(call(&ingest, request(file)).await.1["status"], "accepted");
+        assert_eq!(process_queue(&b).await, 1);
+        assert_eq!(
+            call(&ingest, request(file)).await.1["status"],
+            "duplicate",
+            "{file}"
+        );
+        // Its copy is queued, and the processor finds the work done.
+        assert_eq!(process_queue(&b).await, 1);
+        assert_eq!(
+            b.items_with_sk_prefix("W#").await,
+            1,
+            "{file}: one work record"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rejection_changes_nothing() {
     let b = Backends::new(5, 30).await;
-    let bebas = ingest_for(&b, Provider::BebasKirim);
-    let bitbybit_strict = ingest(
-        Provider::BitByBit,
-        b.store(),
-        b.queue(),
-        &[("TERIMA_BITBYBIT_TOLERANCE_SECS", "300")],
-    );
+    let file = "bitbybit/customer.created.json";
     let bitbybit = ingest_for(&b, Provider::BitByBit);
-    let oms = ingest_for(&b, Provider::Oms);
+    let forged = with_header(
+        request(file),
+        "x-bitbybit-webhook-signature",
+        Some(&format!("t=1705764600,v1={}", "0".repeat(64))),
+    );
+    let unsigned = with_header(request(file), "x-bitbybit-webhook-signature", None);
+    for (case, req, status) in [("forged", forged, 401), ("unsigned", unsigned, 401)] {
+        let (got, body) = call(&bitbybit, req).await;
+        assert_eq!(got, status, "{case}: {body}");
+    }
     let small = ingest(
         Provider::Biteship,
         b.store(),
         b.queue(),
-        &[("TERIMA_MAX_BODY_BYTES", "64")],
+        b.blobs(),
+        &[("TERIMA_MAX_BODY_BYTES", "10")],
     );
+    let (got, _) = call(&small, request("biteship/order.status.json")).await;
+    assert_eq!(got, 413);
     let biteship = ingest_for(&b, Provider::Biteship);
-    let auth = secret_of("TERIMA_BEBASKIRIM_SECRETS");
-
-    let cases = vec![
-        (
-            "wrong secret",
-            call(
-                &bebas,
-                with_header(
-                    request("bebaskirim/order.packed.json"),
-                    "authorization",
-                    Some("nope"),
-                ),
-            )
-            .await,
-            401,
-        ),
-        (
-            "missing header",
-            call(
-                &bebas,
-                with_header(
-                    request("bebaskirim/order.packed.json"),
-                    "authorization",
-                    None,
-                ),
-            )
-            .await,
-            401,
-        ),
-        (
-            "garbled signature",
-            call(
-                &bitbybit,
-                with_header(
-                    request("bitbybit/order.created.json"),
-                    "x-bitbybit-webhook-signature",
-                    Some("t=abc"),
-                ),
-            )
-            .await,
-            401,
-        ),
-        (
-            "stale timestamp",
-            call(&bitbybit_strict, request("bitbybit/order.created.json")).await,
-            401,
-        ),
-        (
-            "body changed",
-            call(
-                &oms,
-                with_body(request("oms/package.created.json"), "{\"event\": {}}"),
-            )
-            .await,
-            401,
-        ),
-        (
-            "not JSON",
-            call(
-                &bebas,
-                with_header(
-                    with_body(request("bebaskirim/order.packed.json"), "not json"),
-                    "authorization",
-                    Some(&auth),
-                ),
-            )
-            .await,
-            400,
-        ),
-        (
-            "missing field",
-            call(
-                &bebas,
-                with_header(
-                    with_body(request("bebaskirim/order.packed.json"), "{\"data\":{}}"),
-                    "authorization",
-                    Some(&auth),
-                ),
-            )
-            .await,
-            400,
-        ),
-        (
-            "too large",
-            call(&small, request("biteship/order.status.json")).await,
-            413,
-        ),
-    ];
-    for (what, (status, body), expected) in &cases {
-        assert_eq!(status, expected, "{what}: {body}");
-        assert_ne!(body["status"], "accepted", "{what}");
-        if *expected == 401 {
-            assert_eq!(
-                body.as_object().map(|o| o.len()),
-                Some(2),
-                "a 401 says nothing more: {body}"
-            );
-        }
-    }
-    let (status, body) = call(&biteship, request("biteship/probe.json")).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
-    assert!(
-        b.items().await.is_empty(),
-        "a rejected delivery left a record"
-    );
-    assert!(
-        b.queued_messages().await.is_empty(),
-        "a rejected delivery was queued"
-    );
+    let (got, body) = call(&biteship, request("biteship/probe.json")).await;
+    assert_eq!((got, body["status"].as_str()), (200, Some("ignored")));
+    assert!(b.items().await.is_empty(), "nothing in the table");
+    assert!(b.queued_messages().await.is_empty(), "nothing queued");
 }
 
-/// Counts runs of the business work.
-#[derive(Clone, Default)]
-struct Counter(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Extension for Counter {
-    async fn handle(&self, _: &WorkContext<'_>) -> Result<(), ExtensionError> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-}
-
+/// A verified body that cannot be read is kept raw in the table, answered
+/// 200, listed for an operator.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fault_at_any_step_is_a_503_and_the_retry_loses_nothing() {
-    // The ack path makes two backend calls (claim, send); fail each, before
-    // and after it takes effect.
-    for (target, fault) in [
-        ("store", Fault::Before),
-        ("store", Fault::After),
-        ("queue", Fault::Before),
-        ("queue", Fault::After),
-    ] {
-        let b = Backends::new(5, 30).await;
-        let store_plan = FaultPlan::new();
-        let queue_plan = FaultPlan::new();
-        match target {
-            "store" => store_plan.fail(1, fault),
-            _ => queue_plan.fail(1, fault),
-        }
-        let ingest = ingest(
-            Provider::Biteship,
-            Faulty::new(b.store(), Arc::clone(&store_plan)),
-            Faulty::new(b.queue(), Arc::clone(&queue_plan)),
-            &[],
-        );
-        let what = format!("{target} {fault:?}");
-        let (status, body) = call(&ingest, request("biteship/order.status.json")).await;
-        assert_eq!(status, 503, "{what}: {body}");
-        let (status, body) = call(&ingest, request("biteship/order.status.json")).await;
-        assert_eq!(status, 200, "{what}: the retry must get through: {body}");
+async fn an_unreadable_verified_body_is_quarantined_in_the_table() {
+    let b = Backends::new(5, 30).await;
+    let ingest = ingest_for(&b, Provider::Biteship);
+    let header = secret_of("TERIMA_BITESHIP_HEADER");
+    let secret = secret_of("TERIMA_BITESHIP_SECRETS");
+    let req = with_header(
+        with_body(
+            request("biteship/order.status.json"),
+            r#"{"event": "order.status", "event": 1}"#,
+        ),
+        &header,
+        Some(&secret),
+    );
+    let (status, body) = call(&ingest, req).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("quarantined")),
+        "{body}"
+    );
+    assert_eq!(body["reason"], "duplicate_key");
+    let page = b.store().quarantined(None, 10).await.expect("lists");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].reason, "duplicate_key");
+    assert!(b.queued_messages().await.is_empty());
+}
 
-        let queued = b.queued_messages().await;
-        assert!(!queued.is_empty(), "{what}: an acknowledged event was lost");
-        assert!(
-            queued.iter().all(|m| m.work_key == queued[0].work_key),
-            "{what}"
-        );
-        // Whatever copies were queued, the work runs once.
-        let counter = Counter::default();
-        let processor = Processor::new(
-            ProcessorConfig {
-                lease_millis: 30_000,
-                concurrency: 4,
-            },
-            b.store(),
-            counter.clone(),
-            Arc::new(terima_core::SystemClock),
-            Metrics::Silent,
-        );
-        for message in &queued {
-            processor
-                .process(&message.encode())
-                .await
-                .expect("processed");
-        }
-        assert_eq!(
-            counter.0.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "{what}"
-        );
+/// A body too large for a queue message goes to S3 first; the message and
+/// the event log carry its key, and the processor reads it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_travels_through_s3() {
+    let b = Backends::new(5, 30).await;
+    let ingest = ingest_for(&b, Provider::Biteship);
+    let header = secret_of("TERIMA_BITESHIP_HEADER");
+    let secret = secret_of("TERIMA_BITESHIP_SECRETS");
+    let original = request("biteship/order.status.json");
+    let text = std::str::from_utf8(original.body().as_ref())
+        .expect("utf-8")
+        .to_owned();
+    let padding = "p".repeat(600 * 1024);
+    let large = text.replacen('{', &format!("{{\"notes\": \"{padding}\", "), 1);
+    let req = with_header(with_body(original, &large), &header, Some(&secret));
+    let (status, body) = call(&ingest, req).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    let received = b.receive_all(&b.queue_url).await;
+    assert_eq!(received.len(), 1);
+    let queued = terima_core::QueueMessage::decode(received[0].body().expect("body"))
+        .expect("a Terima message");
+    let BodyRef::Stored { key, size } = &queued.body else {
+        panic!("the body is in S3: {:?}", queued.body);
+    };
+    assert_eq!(*size, large.len());
+    assert!(
+        received[0].body().expect("body").len() < 2_000,
+        "the message is small"
+    );
+    let listed = b.blobs().list("claim/").await.expect("lists");
+    assert_eq!(listed, vec![key.clone()]);
+    // Visible again at once, then processed from S3.
+    for m in received {
+        b.sqs
+            .change_message_visibility()
+            .queue_url(&b.queue_url)
+            .receipt_handle(m.receipt_handle().expect("handle"))
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("visible");
     }
+    assert_eq!(process_queue(&b).await, 1);
+    let page = b
+        .store()
+        .events(&Default::default(), None, 10)
+        .await
+        .expect("lists");
+    assert_eq!(page.items.len(), 1);
+    let stored = b
+        .store()
+        .body(&page.items[0].event)
+        .await
+        .expect("reads")
+        .expect("kept");
+    assert_eq!(stored, large.as_bytes());
+    let sizes: HashMap<String, usize> = b
+        .items()
+        .await
+        .iter()
+        .map(|item| {
+            let size: usize = item
+                .iter()
+                .map(|(k, v)| k.len() + v.as_s().map(String::len).unwrap_or(64))
+                .sum();
+            (format!("{:?}", item.get("sk")), size)
+        })
+        .collect();
+    assert!(
+        sizes.values().all(|s| *s < 10_000),
+        "no item carries the body: {sizes:?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! The processor against the local DynamoDB and SQS emulator: batches,
-//! duplicates, deaths, late deliveries and poison messages.
+//! The processor against the local DynamoDB, SQS and S3 emulator: batches,
+//! duplicates, deaths, late deliveries, poison messages, the event log across
+//! its partitions, and the archive that outlives it.
 
 mod common;
 
@@ -9,11 +10,15 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use common::*;
-use terima_core::{Provider, QueueMessage, SystemClock, Timestamp};
+use terima_aws::{DynamoStore, S3Blobs};
+use terima_core::{Inspected, Provider, QueueMessage, SystemClock, Timestamp};
+use terima_service::Processor;
 use terima_service::memory::MemoryStore;
 use terima_service::process::{Extension, ExtensionError, ProcessError, Processed, WorkContext};
-use terima_service::store::{EventRecord, EventStatus, EventStore, Lease, LeaseRequest};
-use terima_service::{Metrics, Processor, ProcessorConfig};
+use terima_service::store::{
+    EventFilter, EventLog, EventRecord, EventStore, Lease, LeaseRequest, ListedStatus, WorkRecord,
+    WorkStatus,
+};
 
 #[derive(Clone, Default)]
 struct Counter(Arc<AtomicUsize>);
@@ -25,6 +30,10 @@ impl Counter {
 }
 
 impl Extension for Counter {
+    fn applies(&self, _: &Inspected) -> bool {
+        true
+    }
+
     async fn handle(&self, _: &WorkContext<'_>) -> Result<(), ExtensionError> {
         // Long enough for a concurrent copy to arrive while this one works.
         sleep_ms(50).await;
@@ -37,17 +46,8 @@ fn processor(
     b: &Backends,
     counter: &Counter,
     lease_millis: i64,
-) -> Processor<terima_aws::DynamoStore, Counter> {
-    Processor::new(
-        ProcessorConfig {
-            lease_millis,
-            concurrency: 10,
-        },
-        b.store(),
-        counter.clone(),
-        Arc::new(SystemClock),
-        Metrics::Silent,
-    )
+) -> Processor<DynamoStore, S3Blobs, Counter> {
+    processor_for(b, counter.clone(), lease_millis)
 }
 
 /// The queue message a provider function would send for this body
@@ -57,6 +57,7 @@ async fn message(provider: Provider, body: &str) -> QueueMessage {
     let verify_off = format!("TERIMA_{}_VERIFY", provider.env_infix());
     let ingest = ingest(
         provider,
+        memory.clone(),
         memory.clone(),
         memory.clone(),
         &[(&verify_off, "off")],
@@ -96,7 +97,7 @@ fn biteship(status: &str, updated_at: Option<&str>) -> String {
 /// delete what succeeded. Returns the received ids and the reported failures.
 async fn poll_once<E: Extension>(
     b: &Backends,
-    p: &Processor<terima_aws::DynamoStore, E>,
+    p: &Processor<DynamoStore, S3Blobs, E>,
 ) -> (Vec<String>, Vec<String>) {
     let out = b
         .sqs
@@ -207,11 +208,12 @@ async fn a_batch_of_ten_with_one_undecodable_message_reports_exactly_that_one() 
     assert_eq!(counter.runs(), 9);
     let processed = b
         .store()
-        .events(&Default::default())
+        .events(&Default::default(), None, 100)
         .await
         .expect("events")
+        .items
         .into_iter()
-        .filter(|e| e.status == EventStatus::Processed)
+        .filter(|e| e.status() == ListedStatus::Processed)
         .count();
     assert_eq!(processed, 9);
 }
@@ -283,7 +285,7 @@ async fn after_a_death_between_steps_the_work_completes_once_when_the_lease_laps
     let dead = b
         .store()
         .acquire(&LeaseRequest {
-            record: EventRecord::from_message(&m),
+            record: WorkRecord::new(&EventRecord::from_message(&m)),
             owner: "dead-invocation".to_owned(),
             now,
             lease_millis: 1_000,
@@ -315,14 +317,12 @@ async fn after_a_death_between_steps_the_work_completes_once_when_the_lease_laps
     assert_eq!(counter.runs(), 1);
     let record = b
         .store()
-        .event(Provider::Biteship, &m.work_key)
+        .works(Provider::Biteship, &m.resource, &m.work_key)
         .await
         .expect("read")
-        .expect("event");
-    assert_eq!(
-        (record.status, record.attempts),
-        (EventStatus::Processed, 2)
-    );
+        .pop()
+        .expect("work");
+    assert_eq!((record.status, record.attempts), (WorkStatus::Processed, 2));
     assert_eq!(record.lease_owner, None);
     assert_eq!(
         status_of(&b, Provider::Biteship, "order", &m.resource.id)
@@ -467,7 +467,7 @@ async fn a_poison_message_reaches_the_dlq_after_max_receive_count() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_event_log_is_queryable_by_resource_newest_first_and_by_time() {
+async fn the_event_log_is_queryable_by_resource_and_by_time_across_its_partitions() {
     let b = Backends::new(5, 30).await;
     let counter = Counter::default();
     let p = processor(&b, &counter, 30_000);
@@ -487,34 +487,177 @@ async fn the_event_log_is_queryable_by_resource_newest_first_and_by_time() {
     }
     let store = b.store();
     let by_order = store
-        .events(&terima_service::store::EventFilter {
-            resource: Some(("order".into(), "ORD-2024-001".into())),
-            ..Default::default()
-        })
+        .events(
+            &EventFilter {
+                resource: Some(("order".into(), "ORD-2024-001".into())),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
         .await
         .expect("query");
-    let types: Vec<&str> = by_order.iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<&str> = by_order
+        .items
+        .iter()
+        .map(|e| e.event.event_type.as_str())
+        .collect();
     assert_eq!(types, ["order.packed", "order.to_process", "order.draft"]);
 
-    let all = store.events(&Default::default()).await.expect("all");
-    assert_eq!(all.len(), 4);
-    let middle = all[1].received_at;
+    let all = store
+        .events(&Default::default(), None, 10)
+        .await
+        .expect("all");
+    assert_eq!(all.items.len(), 4);
+    let ids: Vec<&str> = all.items.iter().map(|v| v.event.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first across the shards");
+    let shards: std::collections::BTreeSet<u32> = ids
+        .iter()
+        .filter_map(|id| terima_service::store::event_id_parts(id).map(|(_, s)| s))
+        .collect();
+    assert!(
+        shards.len() > 1,
+        "the events sit in several partitions: {shards:?}"
+    );
+    // Page by page, the same order.
+    let first = store
+        .events(&Default::default(), None, 3)
+        .await
+        .expect("page");
+    let rest = store
+        .events(&Default::default(), first.next.as_deref(), 3)
+        .await
+        .expect("page");
+    let paged: Vec<&str> = first
+        .items
+        .iter()
+        .chain(rest.items.iter())
+        .map(|v| v.event.id.as_str())
+        .collect();
+    assert_eq!(paged, ids);
+    let middle = all.items[1].event.received_at;
     let since = store
-        .events(&terima_service::store::EventFilter {
-            since: Some(middle),
-            ..Default::default()
-        })
+        .events(
+            &EventFilter {
+                since: Some(middle),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
         .await
         .expect("range");
-    assert_eq!(since.len(), 2);
+    assert_eq!(since.items.len(), 2);
     let before = store
-        .events(&terima_service::store::EventFilter {
-            until: Some(Timestamp::from_unix_millis(middle.unix_millis())),
-            limit: Some(1),
-            ..Default::default()
-        })
+        .events(
+            &EventFilter {
+                until: Some(Timestamp::from_unix_millis(middle.unix_millis())),
+                ..Default::default()
+            },
+            None,
+            1,
+        )
         .await
         .expect("range");
-    assert_eq!(before.len(), 1);
-    assert_eq!(before[0].event_type, "order.to_process");
+    assert_eq!(before.items.len(), 1);
+    assert_eq!(before.items[0].event.event_type, "order.to_process");
+    // One event by id, with its body.
+    let one = store
+        .event(&all.items[0].event.id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(one.status(), ListedStatus::Processed);
+    let body = store.body(&one.event).await.expect("body").expect("kept");
+    assert_eq!(
+        body,
+        fixture("bebaskirim/order.packed.json").as_bytes(),
+        "the body comes back byte for byte from its deflated copy"
+    );
+}
+
+/// The event log expires after the retention period; before that, the
+/// maintenance function copies it, bodies included, to the S3 archive, from
+/// which `events show` and `events list` still read it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_event_is_still_shown_and_listed_from_the_archive() {
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let day = 86_400_000;
+    let now = Timestamp::from_unix_millis(terima_core::Clock::now_millis(&SystemClock));
+    // An event received 20 days ago: due for the archive (days 15 to 29 back).
+    let mut m = message(Provider::Oms, &fixture("oms/package.created.json")).await;
+    m.received_at = Timestamp::from_unix_millis(now.unix_millis() - 20 * day);
+    p.process(&m.encode()).await.expect("processed");
+    let id = EventRecord::from_message(&m).id;
+    let store = b.store();
+    let item = b
+        .items()
+        .await
+        .into_iter()
+        .find(|i| i.get("sk").and_then(|v| v.as_s().ok()) == Some(&id))
+        .expect("the log entry");
+    // It expires exactly after the retention period (DynamoDB's TTL deletes it).
+    let expires: i64 = item["expires_at"]
+        .as_n()
+        .expect("ttl")
+        .parse()
+        .expect("number");
+    assert_eq!(expires, (m.received_at.unix_millis() + 30 * day) / 1_000);
+
+    let archived = terima_aws::archive::run(&store, &b.blobs(), now, 400, Duration::from_secs(30))
+        .await
+        .expect("archives");
+    assert_eq!(archived, 1);
+    let again = terima_aws::archive::run(&store, &b.blobs(), now, 400, Duration::from_secs(30))
+        .await
+        .expect("archives");
+    assert_eq!(again, 0, "a day is archived once");
+    // The TTL takes the log entry.
+    b.dynamodb
+        .delete_item()
+        .table_name(&b.table)
+        .key("pk", item["pk"].clone())
+        .key("sk", item["sk"].clone())
+        .send()
+        .await
+        .expect("delete");
+
+    // Ten days later the day is past the retention period: a store that
+    // reads as then (retention counted from a clock ten days on is the same
+    // as a retention ten days shorter now) finds it in the archive only.
+    let store = DynamoStore::new(b.dynamodb.clone(), &b.table, 15).with_blobs(b.blobs());
+    let shown = store
+        .event(&id)
+        .await
+        .expect("reads")
+        .expect("from the archive");
+    assert!(shown.archived);
+    assert_eq!(shown.event.work_key, m.work_key);
+    assert_eq!(
+        store.body(&shown.event).await.expect("body").expect("kept"),
+        fixture("oms/package.created.json").as_bytes()
+    );
+    let listed = store
+        .events(
+            &EventFilter {
+                since: Some(Timestamp::from_unix_millis(now.unix_millis() - 25 * day)),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("lists");
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|v| v.event.id.as_str())
+            .collect::<Vec<_>>(),
+        [id.as_str()]
+    );
 }

@@ -98,7 +98,7 @@ fn hmac_hex(parts: &[&[u8]]) -> String {
 }
 
 fn secrets() -> SecretSet {
-    SecretSet::parse_list(SECRET).expect("one secret")
+    SecretSet::parse(SECRET).expect("one secret")
 }
 
 fn header(map: &mut HeaderMap, name: &str, value: &str) {
@@ -265,7 +265,7 @@ fn ingest(case: &Case, clock: &FixedClock) {
     black_box(verified);
     let inspected = inspect(case.provider, &case.headers, black_box(&case.body))
         .expect("the bench delivery reads");
-    black_box((&inspected.dedup_key, &inspected.resource, &inspected.event));
+    black_box((&inspected.reading, &inspected.digest));
 }
 
 /// The floor: one HMAC over the bytes and a generic parse of them.
@@ -285,7 +285,7 @@ fn check(case: &Case) {
         .verify(&case.headers, &case.body, &clock)
         .expect("verifies");
     let inspected = inspect(case.provider, &case.headers, &case.body).expect("reads");
-    let typed = match &inspected.event {
+    let typed = match &inspected.typed() {
         TypedEvent::BebasKirim(e) => !matches!(e.data, bebaskirim::Data::Other(_)),
         TypedEvent::BitByBit(e) => !matches!(e, bitbybit::Event::Other(_)),
         TypedEvent::Oms(e) => !matches!(e.payload, oms::Payload::Other(_)),
@@ -296,7 +296,7 @@ fn check(case: &Case) {
         "{}: the padded body fell back to raw JSON",
         case.provider
     );
-    assert!(!inspected.dedup_key.is_empty());
+    assert!(!inspected.reading.dedup_key.is_empty());
 }
 
 /// Runs one benchmark and returns the median nanoseconds per iteration of

@@ -36,17 +36,42 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 pub struct SecretSet(Vec<Secret>);
 
+/// Why a configured secret list cannot be used. Never shows a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretFormatError {
+    #[error("no secret in the list")]
+    Empty,
+    #[error("starts with '[' but is not a JSON array of non-empty strings")]
+    NotAStringArray,
+}
+
 impl SecretSet {
-    /// Parses a comma-separated list (surrounding whitespace ignored, empty
-    /// entries dropped). Returns `None` when nothing is left.
-    pub fn parse_list(list: &str) -> Option<Self> {
-        let secrets: Vec<Secret> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(Secret::new)
-            .collect();
-        Self::from_secrets(secrets)
+    /// Parses a configured list, in either of two forms:
+    /// - a JSON array of strings, `["s3cr,et", "other"]`: any characters,
+    ///   commas and surrounding spaces included, exactly as given;
+    /// - otherwise a comma-separated list (surrounding whitespace ignored,
+    ///   empty entries dropped), the historical form.
+    ///
+    /// A value starting with `[` is always read as JSON, so a secret that
+    /// starts with `[` must be given in the array form.
+    pub fn parse(text: &str) -> Result<Self, SecretFormatError> {
+        let trimmed = text.trim();
+        let secrets: Vec<Secret> = if trimmed.starts_with('[') {
+            let list: Vec<String> =
+                serde_json::from_str(trimmed).map_err(|_| SecretFormatError::NotAStringArray)?;
+            if list.iter().any(String::is_empty) {
+                return Err(SecretFormatError::NotAStringArray);
+            }
+            list.into_iter().map(Secret::new).collect()
+        } else {
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new)
+                .collect()
+        };
+        Self::from_secrets(secrets).ok_or(SecretFormatError::Empty)
     }
 
     pub fn from_secrets(secrets: Vec<Secret>) -> Option<Self> {
@@ -72,7 +97,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_value() {
-        let set = SecretSet::parse_list("hunter2, correct-horse").expect("two secrets");
+        let set = SecretSet::parse("hunter2, correct-horse").expect("two secrets");
         let shown = format!("{set:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("correct-horse"), "{shown}");
@@ -81,8 +106,41 @@ mod tests {
 
     #[test]
     fn empty_lists_are_refused() {
-        assert!(SecretSet::parse_list("").is_none());
-        assert!(SecretSet::parse_list(" , ,").is_none());
+        assert_eq!(
+            SecretSet::parse("").map(|_| ()),
+            Err(SecretFormatError::Empty)
+        );
+        assert_eq!(
+            SecretSet::parse(" , ,").map(|_| ()),
+            Err(SecretFormatError::Empty)
+        );
+        assert_eq!(
+            SecretSet::parse("[]").map(|_| ()),
+            Err(SecretFormatError::Empty)
+        );
+    }
+
+    #[test]
+    fn a_json_array_carries_any_printable_character() {
+        let printable: String = (' '..='~').collect();
+        let text = serde_json::to_string(&vec![printable.as_str(), " a,b "]).expect("json");
+        let set = SecretSet::parse(&text).expect("array form");
+        let values: Vec<&[u8]> = set.iter().map(|(_, s)| s.expose()).collect();
+        assert_eq!(values, vec![printable.as_bytes(), b" a,b ".as_slice()]);
+        let list = SecretSet::parse(" one , two,,").expect("comma form");
+        let values: Vec<&[u8]> = list.iter().map(|(_, s)| s.expose()).collect();
+        assert_eq!(values, vec![b"one".as_slice(), b"two".as_slice()]);
+        for bad in ["[1, 2]", "[\"a\"", "[\"\"]", "[\"a\", null]"] {
+            assert_eq!(
+                SecretSet::parse(bad).map(|_| ()),
+                Err(SecretFormatError::NotAStringArray),
+                "{bad}"
+            );
+        }
+        let shown = SecretSet::parse("[\"x,y\"]")
+            .map(|s| format!("{s:?}"))
+            .expect("ok");
+        assert!(!shown.contains("x,y"), "{shown}");
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub enum Scheme {
     BodyHmac { header: HeaderName },
 }
 
+impl Scheme {
+    /// A short, stable name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::StaticToken { .. } => "static_token",
+            Self::TimestampedHmac { .. } => "timestamped_hmac",
+            Self::BodyHmac { .. } => "body_hmac",
+        }
+    }
+}
+
 /// Why a delivery was refused. The variants are precise for the log and the
 /// metrics; the HTTP answer is the same generic 401 for all of them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,10 +110,13 @@ impl VerifyError {
     }
 }
 
-/// A successful verification: which secret matched, for the rotation metric.
+/// A successful verification: which scheme and which secret matched, for
+/// the metrics (rotations, and providers with more than one scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
-    /// Index into the configured secret list; `None` when verification is off.
+    /// The scheme that matched; `None` when verification is off.
+    pub scheme: Option<&'static str>,
+    /// Index into that scheme's secret list; `None` when verification is off.
     pub secret_index: Option<usize>,
 }
 
@@ -114,25 +128,59 @@ pub struct Verifier {
     secrets: SecretSet,
 }
 
-/// What a provider endpoint does with deliveries: verify them, or (only when
+/// What a provider endpoint does with deliveries: verify them against one or
+/// more schemes (a delivery passing any of them is accepted), or (only when
 /// the operator said so explicitly) accept them unverified.
 #[derive(Clone, Debug)]
 pub enum Verification {
-    Enforced(Verifier),
+    Enforced(Vec<Verifier>),
     Disabled,
 }
 
 impl Verification {
+    /// One scheme.
+    pub fn single(verifier: Verifier) -> Self {
+        Self::Enforced(vec![verifier])
+    }
+
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         clock: &dyn Clock,
     ) -> Result<Verified, VerifyError> {
-        match self {
-            Self::Enforced(verifier) => verifier.verify(headers, body, clock),
-            Self::Disabled => Ok(Verified { secret_index: None }),
+        let verifiers = match self {
+            Self::Disabled => {
+                return Ok(Verified {
+                    scheme: None,
+                    secret_index: None,
+                });
+            }
+            Self::Enforced(verifiers) => verifiers,
+        };
+        // Every scheme is tried; the first to accept wins. When none does,
+        // the reason reported is that of a scheme whose header was present
+        // (its signature or token was wrong), else the first missing header.
+        let mut refusal: Option<VerifyError> = None;
+        for verifier in verifiers {
+            match verifier.verify(headers, body, clock) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    let better = match (&refusal, &e) {
+                        (None, _) => true,
+                        (Some(VerifyError::MissingHeader(_)), VerifyError::MissingHeader(_)) => {
+                            false
+                        }
+                        (Some(VerifyError::MissingHeader(_)), _) => true,
+                        _ => false,
+                    };
+                    if better {
+                        refusal = Some(e);
+                    }
+                }
+            }
         }
+        Err(refusal.unwrap_or(VerifyError::NoSecretMatched))
     }
 }
 
@@ -143,6 +191,10 @@ impl Verifier {
 
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
     }
 
     pub fn verify(
@@ -177,6 +229,7 @@ impl Verifier {
         };
         found
             .map(|index| Verified {
+                scheme: Some(self.scheme.label()),
                 secret_index: Some(index),
             })
             .ok_or(VerifyError::NoSecretMatched)
@@ -353,7 +406,7 @@ mod tests {
                 header: http::header::AUTHORIZATION,
                 bearer,
             },
-            SecretSet::parse_list("old-secret,new-secret").expect("secrets"),
+            SecretSet::parse("old-secret,new-secret").expect("secrets"),
         )
     }
 
@@ -369,6 +422,7 @@ mod tests {
         assert_eq!(
             ok,
             Ok(Verified {
+                scheme: Some("static_token"),
                 secret_index: Some(1)
             })
         );
@@ -384,7 +438,13 @@ mod tests {
     #[test]
     fn disabled_verification_reports_no_secret() {
         let out = Verification::Disabled.verify(&HeaderMap::new(), b"x", &FixedClock(0));
-        assert_eq!(out, Ok(Verified { secret_index: None }));
+        assert_eq!(
+            out,
+            Ok(Verified {
+                scheme: None,
+                secret_index: None
+            })
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bugs found while fuzzing `verify` + `inspect`, kept fixed.
 
 use http::HeaderMap;
-use terima_core::providers::InspectError;
+use terima_core::ReadError;
 use terima_core::{Provider, QueueMessage, Timestamp, inspect};
 
 /// An Akinon event whose uuid is blank used to get the blank string as its
@@ -14,7 +14,10 @@ fn oms_blank_uuid_is_a_missing_uuid() {
         );
         assert_eq!(
             inspect(Provider::Oms, &HeaderMap::new(), body.as_bytes()),
-            Err(InspectError::Missing("event.uuid", Provider::Oms)),
+            Err(ReadError::Missing {
+                path: "$.event.uuid".into(),
+                provider: "oms"
+            }),
             "uuid {uuid:?}"
         );
     }
@@ -44,9 +47,8 @@ fn a_delivery_with_a_far_time_still_makes_a_readable_queue_message() {
     let body = r#"{"event": "order.packed", "timestamp": "9999-12-31T23:59:59-01:00", "tenant_id": "TEN-1", "data": {"order_id": "ORD-1", "updated_at": "9999-12-31T23:59:59-01:00"}}"#;
     let inspected = inspect(Provider::BebasKirim, &headers, body.as_bytes()).expect("reads");
     // Unreadable times are dropped, not fatal.
-    assert_eq!(inspected.occurred_at, None);
+    assert_eq!(inspected.reading.occurred_at, None);
     let message = QueueMessage::new(
-        Provider::BebasKirim,
         &inspected,
         &headers,
         body,
@@ -82,7 +84,7 @@ fn an_oddly_typed_field_does_not_hide_the_entity_id() {
     for (provider, body, id) in cases {
         let inspected = inspect(provider, &HeaderMap::new(), body.as_bytes())
             .unwrap_or_else(|e| panic!("{body}: {e}"));
-        assert_eq!(inspected.resource.id, id, "{body}");
+        assert_eq!(inspected.reading.resource.id, id, "{body}");
     }
     let mut headers = HeaderMap::new();
     headers.insert("x-bitbybit-webhook-id", "evt_1".parse().expect("value"));
@@ -96,7 +98,7 @@ fn an_oddly_typed_field_does_not_hide_the_entity_id() {
         br#"{"id":"order_1","status":3}"#,
     )
     .expect("a numeric status is kept as text");
-    assert_eq!(inspected.status.as_deref(), Some("3"));
+    assert_eq!(inspected.reading.status.as_deref(), Some("3"));
 }
 
 /// Provider-sent ids used to be keys of any length; a DynamoDB key holds at
@@ -115,14 +117,15 @@ fn provider_ids_are_bounded_like_derived_keys() {
         r#"{{"event": {{"type": "package.created", "uuid": "{long}"}}, "payload": {{"id": 1}}}}"#
     );
     let oms = inspect(Provider::Oms, &HeaderMap::new(), body.as_bytes()).expect("readable");
-    for key in [&bitbybit.dedup_key, &oms.dedup_key] {
+    for key in [&bitbybit.reading.dedup_key, &oms.reading.dedup_key] {
         assert!(key.len() <= 256 && key.starts_with("sha256:"), "{key}");
     }
     assert_eq!(
         inspect(Provider::BitByBit, &headers, br#"{"id":"order_1"}"#)
             .expect("readable")
+            .reading
             .dedup_key,
-        bitbybit.dedup_key,
+        bitbybit.reading.dedup_key,
         "stable"
     );
 }

@@ -90,7 +90,7 @@ const ROTATION: [&str; 3] = ["whsec_2023_old", "whsec_2024_current", "whsec_2025
 const WRONG: &str = "whsec_not_configured";
 
 fn secrets(list: &[&str]) -> SecretSet {
-    SecretSet::parse_list(&list.join(",")).expect("at least one secret")
+    SecretSet::parse(&list.join(",")).expect("at least one secret")
 }
 
 fn fixture(provider: &str, stem: &str) -> Vec<u8> {
@@ -114,8 +114,13 @@ fn one_header(header: &str, value: &[u8]) -> HeaderMap {
     map
 }
 
-fn ok(index: usize) -> Result<Verified, VerifyError> {
+const BB: &str = "timestamped_hmac";
+const OMS: &str = "body_hmac";
+const TOKEN: &str = "static_token";
+
+fn ok(scheme: &'static str, index: usize) -> Result<Verified, VerifyError> {
     Ok(Verified {
+        scheme: Some(scheme),
         secret_index: Some(index),
     })
 }
@@ -173,14 +178,14 @@ fn bitbybit_right_secret_verifies() {
     let body = fixture("bitbybit", "order.created");
     let v = bitbybit_default(&[ROTATION[1]]);
     let headers = bb_signed(ROTATION[1], T, &body);
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T)), ok(0));
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 12)), ok(0));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T)), ok(BB, 0));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 12)), ok(BB, 0));
     // Spaces after commas and unknown fields are accepted.
     let mac = timestamped_mac(ROTATION[1], T, &body);
     let spaced = bb_headers(&format!("t={T}, v0=legacy, v1={mac}"));
-    assert_eq!(v.verify(&spaced, &body, &FixedClock(T)), ok(0));
+    assert_eq!(v.verify(&spaced, &body, &FixedClock(T)), ok(BB, 0));
     let reordered = bb_headers(&format!("v1={mac},t={T}"));
-    assert_eq!(v.verify(&reordered, &body, &FixedClock(T)), ok(0));
+    assert_eq!(v.verify(&reordered, &body, &FixedClock(T)), ok(BB, 0));
 }
 
 #[test]
@@ -202,7 +207,7 @@ fn bitbybit_rotation_reports_the_matching_secret() {
         let headers = bb_signed(key, T, &body);
         assert_eq!(
             v.verify(&headers, &body, &FixedClock(T)),
-            ok(index),
+            ok(BB, index),
             "{key}"
         );
     }
@@ -213,14 +218,20 @@ fn bitbybit_rotation_reports_the_matching_secret() {
         timestamped_mac(WRONG, T, &body),
         timestamped_mac(ROTATION[2], T, &body)
     );
-    assert_eq!(v.verify(&bb_headers(&header), &body, &FixedClock(T)), ok(2));
+    assert_eq!(
+        v.verify(&bb_headers(&header), &body, &FixedClock(T)),
+        ok(BB, 2)
+    );
     // Two of ours: the lowest configured index is reported.
     let header = format!(
         "t={T},v1={},v1={}",
         timestamped_mac(ROTATION[2], T, &body),
         timestamped_mac(ROTATION[1], T, &body)
     );
-    assert_eq!(v.verify(&bb_headers(&header), &body, &FixedClock(T)), ok(1));
+    assert_eq!(
+        v.verify(&bb_headers(&header), &body, &FixedClock(T)),
+        ok(BB, 1)
+    );
     // Once the old secret is removed, a delivery signed with it is refused.
     let retired = bitbybit_default(&ROTATION[1..]);
     let headers = bb_signed(ROTATION[0], T, &body);
@@ -263,8 +274,8 @@ fn bitbybit_stale_and_future_timestamps_are_refused_at_300_s() {
     let v = bitbybit_default(&ROTATION);
     assert_eq!(DEFAULT_TIMESTAMP_TOLERANCE_SECS, 300);
     let headers = bb_signed(ROTATION[1], T, &body);
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 300)), ok(1));
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T - 300)), ok(1));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 300)), ok(BB, 1));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T - 300)), ok(BB, 1));
     assert_eq!(
         v.verify(&headers, &body, &FixedClock(T + 301)),
         Err(VerifyError::TimestampTooOld {
@@ -308,8 +319,8 @@ fn bitbybit_custom_tolerance_is_honoured() {
     let body = fixture("bitbybit", "message.received");
     let v = bitbybit(&ROTATION, 30);
     let headers = bb_signed(ROTATION[0], T, &body);
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 30)), ok(0));
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T - 30)), ok(0));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T + 30)), ok(BB, 0));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T - 30)), ok(BB, 0));
     assert_eq!(
         v.verify(&headers, &body, &FixedClock(T + 31)),
         Err(VerifyError::TimestampTooOld {
@@ -326,7 +337,7 @@ fn bitbybit_custom_tolerance_is_honoured() {
     );
     // A zero tolerance accepts only the very second.
     let strict = bitbybit(&ROTATION, 0);
-    assert_eq!(strict.verify(&headers, &body, &FixedClock(T)), ok(0));
+    assert_eq!(strict.verify(&headers, &body, &FixedClock(T)), ok(BB, 0));
     assert_eq!(
         strict.verify(&headers, &body, &FixedClock(T + 1)),
         Err(VerifyError::TimestampTooOld {
@@ -434,7 +445,7 @@ fn bitbybit_garbled_headers_are_malformed_with_a_reason() {
 fn bitbybit_empty_body_verifies_over_t_dot_nothing() {
     let v = bitbybit_default(&ROTATION);
     let headers = bb_signed(ROTATION[2], T, b"");
-    assert_eq!(v.verify(&headers, b"", &FixedClock(T)), ok(2));
+    assert_eq!(v.verify(&headers, b"", &FixedClock(T)), ok(BB, 2));
     assert_eq!(
         v.verify(&headers, b"{}", &FixedClock(T)),
         Err(VerifyError::NoSecretMatched)
@@ -446,7 +457,7 @@ fn bitbybit_non_utf8_body_verifies_over_raw_bytes() {
     assert!(std::str::from_utf8(std::hint::black_box(NOT_UTF8)).is_err());
     let v = bitbybit_default(&ROTATION);
     let headers = bb_signed(ROTATION[1], T, NOT_UTF8);
-    assert_eq!(v.verify(&headers, NOT_UTF8, &FixedClock(T)), ok(1));
+    assert_eq!(v.verify(&headers, NOT_UTF8, &FixedClock(T)), ok(BB, 1));
     let lossy = String::from_utf8_lossy(NOT_UTF8).into_owned();
     assert_eq!(
         v.verify(&headers, lossy.as_bytes(), &FixedClock(T)),
@@ -486,7 +497,7 @@ fn akinon_right_secret_verifies_whatever_the_clock() {
     for now in [0, T, i64::MIN, i64::MAX] {
         assert_eq!(
             v.verify(&headers, &body, &FixedClock(now)),
-            ok(0),
+            ok(OMS, 0),
             "now = {now}"
         );
     }
@@ -509,7 +520,7 @@ fn akinon_rotation_reports_the_matching_secret() {
     for (index, key) in ROTATION.iter().enumerate() {
         assert_eq!(
             v.verify(&oms_signed(key, &body), &body, &FixedClock(T)),
-            ok(index),
+            ok(OMS, index),
             "{key}"
         );
     }
@@ -607,11 +618,11 @@ fn akinon_empty_and_non_utf8_bodies_verify_over_raw_bytes() {
     let v = akinon(&ROTATION);
     assert_eq!(
         v.verify(&oms_signed(ROTATION[1], b""), b"", &FixedClock(T)),
-        ok(1)
+        ok(OMS, 1)
     );
     assert_eq!(
         v.verify(&oms_signed(ROTATION[2], NOT_UTF8), NOT_UTF8, &FixedClock(T)),
-        ok(2)
+        ok(OMS, 2)
     );
 }
 
@@ -627,7 +638,7 @@ fn akinon_escaped_unicode_verifies_only_over_the_exact_bytes() {
 
     let v = akinon(&ROTATION);
     let headers = oms_signed(ROTATION[1], &body);
-    assert_eq!(v.verify(&headers, &body, &FixedClock(T)), ok(1));
+    assert_eq!(v.verify(&headers, &body, &FixedClock(T)), ok(OMS, 1));
 
     // Re-serialised by serde_json, the same JSON value is other bytes, and
     // the MAC no longer verifies: verification must happen before parsing.
@@ -681,7 +692,7 @@ fn bebaskirim_token_with_and_without_bearer() {
     for (value, index) in accepted {
         assert_eq!(
             v.verify(&auth(value), &body, &clock),
-            ok(index),
+            ok(TOKEN, index),
             "{:?}",
             String::from_utf8_lossy(value)
         );
@@ -729,7 +740,7 @@ fn bebaskirim_wrong_or_mangled_tokens_are_refused() {
     );
     assert_eq!(
         strict.verify(&auth(b"whsec_2024_current"), &body, &clock),
-        ok(1)
+        ok(TOKEN, 1)
     );
 }
 
@@ -770,7 +781,10 @@ fn bebaskirim_token_is_independent_of_body_and_clock() {
         (Vec::new(), 0),
         (NOT_UTF8.to_vec(), i64::MAX),
     ] {
-        assert_eq!(v.verify(&headers, &candidate, &FixedClock(now)), ok(1));
+        assert_eq!(
+            v.verify(&headers, &candidate, &FixedClock(now)),
+            ok(TOKEN, 1)
+        );
     }
 }
 
@@ -792,7 +806,7 @@ fn biteship_custom_header_is_matched_case_insensitively() {
     let clock = FixedClock(T);
     for sent in ["x-biteship-token", "X-Biteship-Token", "X-BITESHIP-TOKEN"] {
         let headers = one_header(sent, b"whsec_2025_next");
-        assert_eq!(v.verify(&headers, &body, &clock), ok(2), "{sent}");
+        assert_eq!(v.verify(&headers, &body, &clock), ok(TOKEN, 2), "{sent}");
     }
     // The name configured in another case is the same header.
     let other_case = Verifier::new(
@@ -803,7 +817,7 @@ fn biteship_custom_header_is_matched_case_insensitively() {
         secrets(&ROTATION),
     );
     let headers = one_header("x-biteship-token", b"whsec_2023_old");
-    assert_eq!(other_case.verify(&headers, &body, &clock), ok(0));
+    assert_eq!(other_case.verify(&headers, &body, &clock), ok(TOKEN, 0));
 }
 
 #[test]
@@ -813,7 +827,7 @@ fn biteship_wrong_missing_and_bearer_tokens_are_refused() {
     let clock = FixedClock(T);
     for (index, key) in ROTATION.iter().enumerate() {
         let headers = one_header("x-biteship-token", key.as_bytes());
-        assert_eq!(v.verify(&headers, &body, &clock), ok(index), "{key}");
+        assert_eq!(v.verify(&headers, &body, &clock), ok(TOKEN, index), "{key}");
     }
     let wrong = one_header("x-biteship-token", WRONG.as_bytes());
     assert_eq!(
@@ -846,7 +860,7 @@ fn biteship_token_is_independent_of_the_body() {
     let v = biteship(&ROTATION);
     let headers = one_header("x-biteship-token", b"whsec_2024_current");
     for body in [&b""[..], b"{}", NOT_UTF8] {
-        assert_eq!(v.verify(&headers, body, &FixedClock(T)), ok(1));
+        assert_eq!(v.verify(&headers, body, &FixedClock(T)), ok(TOKEN, 1));
     }
 }
 
@@ -857,7 +871,10 @@ fn biteship_token_is_independent_of_the_body() {
 #[test]
 fn disabled_verification_accepts_everything_and_names_no_secret() {
     let off = Verification::Disabled;
-    let unverified = Ok(Verified { secret_index: None });
+    let unverified = Ok(Verified {
+        scheme: None,
+        secret_index: None,
+    });
     for (headers, body) in [
         (HeaderMap::new(), &b""[..]),
         (bb_headers("garbage"), NOT_UTF8),
@@ -866,7 +883,7 @@ fn disabled_verification_accepts_everything_and_names_no_secret() {
         assert_eq!(off.verify(&headers, body, &FixedClock(0)), unverified);
     }
     // Enforced delegates to the verifier.
-    let on = Verification::Enforced(akinon(&ROTATION));
+    let on = Verification::single(akinon(&ROTATION));
     let body = fixture("oms", "package.created");
     assert_eq!(
         on.verify(&HeaderMap::new(), &body, &FixedClock(T)),
@@ -874,7 +891,7 @@ fn disabled_verification_accepts_everything_and_names_no_secret() {
     );
     assert_eq!(
         on.verify(&oms_signed(ROTATION[2], &body), &body, &FixedClock(T)),
-        ok(2)
+        ok(OMS, 2)
     );
 }
 

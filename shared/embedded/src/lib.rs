@@ -1,11 +1,13 @@
-//! The embedded default: Terima's dedup records, event log, projection and
-//! queue in one SQLite file, so that `terima serve` runs the functions' code
+//! The embedded default: Terima's work records, event log, projection,
+//! quarantine, blobs and queue in one SQLite file, so that `terima serve` runs the functions' code
 //! on a laptop with nothing else installed.
 //!
-//! [`EmbeddedStore`] implements the same traits as the DynamoDB and SQS
-//! backends ([`DedupStore`](terima_service::store::DedupStore),
+//! [`EmbeddedStore`] implements the same traits as the DynamoDB, SQS and S3
+//! backends ([`AckStore`](terima_service::store::AckStore),
 //! [`Queue`](terima_service::store::Queue),
-//! [`EventStore`](terima_service::store::EventStore)) with the shared lease
+//! [`Blobs`](terima_service::store::Blobs),
+//! [`EventStore`](terima_service::store::EventStore),
+//! [`EventLog`](terima_service::store::EventLog)) with the shared lease
 //! rules applied inside one transaction each, plus the consumer side of the
 //! queue that SQS and its event source mapping provide on AWS: receive with a
 //! visibility timeout, delete, a dead-letter queue after
@@ -83,8 +85,13 @@ pub struct Options {
     pub create: bool,
     pub max_receive: u32,
     pub busy_timeout: Duration,
-    /// The source of "now" for queue visibility and dead-lettering.
+    /// The source of "now" for queue visibility, dead-lettering and
+    /// retention.
     pub clock: Arc<dyn Clock>,
+    /// Days the event log, work, conflict and quarantine records are kept.
+    pub retention_days: i64,
+    /// Days an expired event log entry stays in the archive, body included.
+    pub archive_days: i64,
 }
 
 impl Default for Options {
@@ -94,6 +101,8 @@ impl Default for Options {
             max_receive: DEFAULT_MAX_RECEIVE,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             clock: Arc::new(SystemClock),
+            retention_days: terima_service::config::DEFAULT_RETENTION_DAYS,
+            archive_days: terima_service::config::DEFAULT_ARCHIVE_DAYS,
         }
     }
 }
@@ -126,6 +135,8 @@ struct Inner {
     max_receive: u32,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
+    retention_days: i64,
+    archive_days: i64,
 }
 
 impl EmbeddedStore {
@@ -154,7 +165,7 @@ impl EmbeddedStore {
             });
         }
         if found < schema::SCHEMA_VERSION {
-            schema::migrate(&conn).map_err(sqlite)?;
+            schema::migrate(&conn, found).map_err(sqlite)?;
         }
         let writer = Writer::start(conn).map_err(OpenError::Thread)?;
         let checkpointer =
@@ -169,6 +180,8 @@ impl EmbeddedStore {
                 max_receive: options.max_receive,
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
+                retention_days: options.retention_days,
+                archive_days: options.archive_days,
             }),
         })
     }

@@ -169,19 +169,6 @@ impl EmbeddedStore {
         })
         .await
     }
-
-    /// Deletes dedup records and conflicts past their expiry, as DynamoDB's
-    /// TTL does on AWS; returns how many went.
-    pub async fn purge_expired(&self) -> Result<usize, BackendError> {
-        let now_secs = self.now_millis().div_euclid(1_000);
-        self.write("purge_expired", move |conn| {
-            let dedup = conn.execute("DELETE FROM dedup WHERE expires_at <= ?1", [now_secs])?;
-            let conflicts =
-                conn.execute("DELETE FROM conflicts WHERE expires_at <= ?1", [now_secs])?;
-            Ok(dedup + conflicts)
-        })
-        .await
-    }
 }
 
 fn receive(

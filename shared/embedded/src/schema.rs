@@ -6,32 +6,63 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// Bumped when the tables change; a file from a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Every table in one file. Records are stored as the JSON of the shared
 /// types, with the columns that filters and indexes need beside them. Small
 /// rows looked up by key are `WITHOUT ROWID`: one B-tree write per insert
 /// instead of a table and an index, which is what every commit pays for.
 const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS dedup (
+CREATE TABLE IF NOT EXISTS works (
     provider TEXT NOT NULL,
-    dedup_key TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    request_id TEXT NOT NULL,
-    PRIMARY KEY (provider, dedup_key)
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    work_key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (provider, kind, id, work_key, digest)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS conflicts (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS event_log (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     provider TEXT NOT NULL,
-    dedup_key TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    request_id TEXT NOT NULL,
-    body TEXT NOT NULL
+    event_type TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    work_key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_log_resource ON event_log (provider, kind, resource_id, id);
+CREATE TABLE IF NOT EXISTS archive (
+    id TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conflict_pairs (
+    first_id TEXT NOT NULL,
+    second_id TEXT NOT NULL,
+    detected_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (first_id, second_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    bytes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    handle INTEGER PRIMARY KEY AUTOINCREMENT,
+    message TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,20 +79,6 @@ CREATE TABLE IF NOT EXISTS dlq (
     enqueued_at_ms INTEGER NOT NULL,
     moved_at_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    provider TEXT NOT NULL,
-    work_key TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    resource_kind TEXT NOT NULL,
-    resource_id TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    UNIQUE (provider, work_key)
-);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at_ms, work_key);
-CREATE INDEX IF NOT EXISTS events_resource ON events (provider, resource_kind, resource_id, received_at_ms);
 CREATE TABLE IF NOT EXISTS resources (
     provider TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -70,6 +87,18 @@ CREATE TABLE IF NOT EXISTS resources (
     state TEXT NOT NULL,
     PRIMARY KEY (provider, kind, id)
 ) WITHOUT ROWID;
+";
+
+/// Schema 1 kept dedup records, an event log keyed by work key and conflict
+/// bodies in tables schema 2 replaced. They are renamed, not dropped: an
+/// upgrade loses nothing, and the old log stays readable with `sqlite3`
+/// (`events_v1`). Resources and the queue tables carry over.
+const FROM_V1: &str = "
+ALTER TABLE events RENAME TO events_v1;
+ALTER TABLE dedup RENAME TO dedup_v1;
+ALTER TABLE conflicts RENAME TO conflicts_v1;
+DROP INDEX IF EXISTS events_received;
+DROP INDEX IF EXISTS events_resource;
 ";
 
 /// Opens a connection with the settings every connection needs. WAL lets
@@ -107,8 +136,9 @@ pub(crate) fn version(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Creates what is missing. Only runs when the file is older than this
 /// version, so a reader opening a live database takes no write lock.
-pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    let upgrade = if from == 1 { FROM_V1 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {TABLES} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {TABLES} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
 }

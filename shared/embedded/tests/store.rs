@@ -1,16 +1,17 @@
-//! The embedded store against the storage contract: dedup claims, the lease
+//! The embedded store against the storage contract: the ack read, the lease
 //! rules, queue visibility, dead-lettering, redrive, durability across a
-//! reopen, and group commit under concurrent writers.
+//! reopen, paged listings, retention into the archive, recovery after a
+//! crash, the schema upgrade, and group commit under concurrent writers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use terima_core::{Clock, Provider, QueueMessage, Resource, Timestamp};
+use terima_core::{BodyRef, Clock, Provider, QueueMessage, Resource, Timestamp};
 use terima_embedded::{EmbeddedStore, Options};
 use terima_service::store::{
-    Claim, DedupRecord, DedupStore, EventFilter, EventRecord, EventStatus, EventStore, Lease,
-    LeaseRequest, Queue, ResourceState,
+    AckStore, Effect, EventFilter, EventLog, EventRecord, EventStore, Lease, LeaseRequest,
+    ListedStatus, Outbox, Queue, ResourceState, Seen, WorkKey, WorkRecord, WorkStatus,
 };
 
 /// A clock the test moves by hand.
@@ -45,18 +46,6 @@ fn start() -> (tempfile::TempDir, Arc<ManualClock>, EmbeddedStore) {
     (dir, clock, store)
 }
 
-fn dedup(key: &str, sha: &str, at_secs: i64) -> DedupRecord {
-    DedupRecord {
-        provider: Provider::Oms,
-        dedup_key: key.to_owned(),
-        event_type: "package.created".to_owned(),
-        body_sha256: sha.to_owned(),
-        received_at: Timestamp::from_unix_millis(at_secs * 1_000),
-        expires_at: at_secs + 60,
-        request_id: "r".to_owned(),
-    }
-}
-
 fn message(work_key: &str, received_ms: i64) -> QueueMessage {
     QueueMessage {
         v: terima_core::message::MESSAGE_VERSION,
@@ -66,48 +55,64 @@ fn message(work_key: &str, received_ms: i64) -> QueueMessage {
         work_key: work_key.to_owned(),
         resource: Resource::new("package", "1001"),
         occurred_at: None,
+        status: None,
         received_at: Timestamp::from_unix_millis(received_ms),
         body_sha256: terima_core::message::sha256_hex(b"{}"),
-        body: "{}".to_owned(),
+        digest: "d".to_owned(),
+        body: BodyRef::Inline {
+            text: "{}".to_owned(),
+        },
         headers: Default::default(),
         replay: false,
         request_id: "r".to_owned(),
     }
 }
 
+fn event(work_key: &str, received_ms: i64) -> EventRecord {
+    EventRecord::from_message(&message(work_key, received_ms))
+}
+
+fn key(work_key: &str) -> WorkKey {
+    event(work_key, 0).work_key()
+}
+
 fn lease(work_key: &str, owner: &str, now: i64) -> LeaseRequest {
     LeaseRequest {
-        record: EventRecord::from_message(&message(work_key, now)),
+        record: WorkRecord::new(&event(work_key, now)),
         owner: owner.to_owned(),
         now,
         lease_millis: 1_000,
     }
 }
 
-#[tokio::test]
-async fn claims_tell_fresh_from_retry_and_expire() {
-    let (_dir, _clock, store) = start();
-    // GIVEN a first delivery
-    assert_eq!(
-        store.claim(&dedup("k", "a", 100)).await.expect("claim"),
-        Claim::Fresh
-    );
-    // WHEN the same key arrives again, live: THEN the first body's digest is reported
-    assert_eq!(
-        store.claim(&dedup("k", "b", 110)).await.expect("claim"),
-        Claim::Existing {
-            body_sha256: "a".into()
-        }
-    );
+async fn work(store: &EmbeddedStore, work_key: &str) -> Option<WorkRecord> {
+    let k = key(work_key);
     store
-        .record_conflict(&dedup("k", "b", 110), "{}")
+        .works(k.provider, &k.resource, &k.work_key)
         .await
-        .expect("conflict kept");
-    // WHEN it arrives after the record expired: THEN it is fresh again
-    assert_eq!(
-        store.claim(&dedup("k", "c", 161)).await.expect("claim"),
-        Claim::Fresh
-    );
+        .expect("read")
+        .into_iter()
+        .find(|w| w.key.digest == k.digest)
+}
+
+#[tokio::test]
+async fn the_ack_read_tells_new_work_from_done_and_from_a_conflict() {
+    let (_dir, _clock, store) = start();
+    let resource = Resource::new("package", "1001");
+    let seen = |digest: &'static str| {
+        let store = store.clone();
+        let resource = resource.clone();
+        async move {
+            store
+                .seen(Provider::Oms, &resource, "k", digest)
+                .await
+                .expect("read")
+        }
+    };
+    assert_eq!(seen("d").await, Seen::New);
+    store.acquire(&lease("k", "one", 0)).await.expect("acquire");
+    assert_eq!(seen("d").await, Seen::Duplicate);
+    assert_eq!(seen("other").await, Seen::Conflict);
 }
 
 #[tokio::test]
@@ -135,13 +140,18 @@ async fn the_lease_rules_hold_inside_the_store() {
     // Only the holder releases or completes.
     assert!(
         !store
-            .fail(Provider::Oms, "w", "two", "nope")
+            .fail(&key("w"), Some("two"), "nope")
             .await
             .expect("fail")
     );
     assert!(
         !store
-            .complete(Provider::Oms, "w", "two", Timestamp::from_unix_millis(now))
+            .complete(
+                &key("w"),
+                "two",
+                Timestamp::from_unix_millis(now),
+                Effect::Applied
+            )
             .await
             .expect("complete")
     );
@@ -159,10 +169,10 @@ async fn the_lease_rules_hold_inside_the_store() {
     assert!(
         store
             .complete(
-                Provider::Oms,
-                "w",
+                &key("w"),
                 "two",
-                Timestamp::from_unix_millis(now + 2_100)
+                Timestamp::from_unix_millis(now + 2_100),
+                Effect::Applied
             )
             .await
             .expect("complete")
@@ -174,14 +184,25 @@ async fn the_lease_rules_hold_inside_the_store() {
             .expect("acquire"),
         Lease::Done
     );
-    let event = store
-        .event(Provider::Oms, "w")
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(event.status, EventStatus::Processed);
-    assert_eq!(event.attempts, 2);
-    assert_eq!(event.lease_owner, None);
+    let record = work(&store, "w").await.expect("exists");
+    assert_eq!(record.status, WorkStatus::Processed);
+    assert_eq!(record.attempts, 2);
+    assert_eq!(record.lease_owner, None);
+    assert_eq!(record.effect, Some(Effect::Applied));
+}
+
+#[tokio::test]
+async fn a_lease_free_finish_is_written_once() {
+    let (_dir, _clock, store) = start();
+    let mut done = WorkRecord::new(&event("n", 0));
+    done.status = WorkStatus::Processed;
+    done.attempts = 1;
+    assert!(store.finish(&done).await.expect("finish"));
+    assert!(
+        !store.finish(&done).await.expect("finish"),
+        "a second copy finds it done"
+    );
+    assert_eq!(work(&store, "n").await.map(|w| w.attempts), Some(1));
 }
 
 #[tokio::test]
@@ -190,18 +211,14 @@ async fn a_failed_attempt_is_retried_at_once() {
     store.acquire(&lease("f", "one", 0)).await.expect("acquire");
     assert!(
         store
-            .fail(Provider::Oms, "f", "one", "boom")
+            .fail(&key("f"), Some("one"), "boom")
             .await
             .expect("fail")
     );
-    let event = store
-        .event(Provider::Oms, "f")
-        .await
-        .expect("read")
-        .expect("exists");
+    let record = work(&store, "f").await.expect("exists");
     assert_eq!(
-        (event.status, event.error.as_deref()),
-        (EventStatus::Failed, Some("boom"))
+        (record.status, record.error.as_deref()),
+        (WorkStatus::Failed, Some("boom"))
     );
     assert_eq!(
         store
@@ -300,8 +317,9 @@ async fn what_was_acknowledged_survives_a_reopen() {
     let clock = Arc::new(ManualClock::default());
     {
         let store = open(&dir, Arc::clone(&clock));
-        store.claim(&dedup("kept", "a", 0)).await.expect("claim");
         store.send(&message("kept", 0)).await.expect("send");
+        store.hold(&message("held", 0)).await.expect("hold");
+        store.log(&event("kept", 0)).await.expect("log");
         store
             .acquire(&lease("kept", "o", 0))
             .await
@@ -316,7 +334,7 @@ async fn what_was_acknowledged_survives_a_reopen() {
             deleted: false,
             fields: Default::default(),
             field_times: Default::default(),
-            last_event: "oms:kept".into(),
+            last_event: "kept".into(),
             version: 1,
         };
         assert!(store.put_resource(&state, None).await.expect("put"));
@@ -326,10 +344,7 @@ async fn what_was_acknowledged_survives_a_reopen() {
         );
     }
     let store = open(&dir, clock);
-    assert!(matches!(
-        store.claim(&dedup("kept", "a", 1)).await.expect("claim"),
-        Claim::Existing { .. }
-    ));
+    assert!(work(&store, "kept").await.is_some());
     assert_eq!(
         store
             .receive(10, Duration::from_secs(1))
@@ -338,9 +353,10 @@ async fn what_was_acknowledged_survives_a_reopen() {
             .len(),
         1
     );
+    assert_eq!(store.held(10).await.expect("held").len(), 1);
     assert!(
         store
-            .event(Provider::Oms, "kept")
+            .event(&event("kept", 0).id)
             .await
             .expect("read")
             .is_some()
@@ -353,36 +369,197 @@ async fn what_was_acknowledged_survives_a_reopen() {
 }
 
 #[tokio::test]
-async fn events_are_filtered_newest_first() {
+async fn events_are_listed_newest_first_a_page_at_a_time() {
     let (_dir, _clock, store) = start();
     for (key, at) in [("a", 10), ("b", 30), ("c", 20)] {
-        store.acquire(&lease(key, "o", at)).await.expect("acquire");
+        store.log(&event(key, at)).await.expect("log");
     }
-    let all = store.events(&EventFilter::default()).await.expect("list");
-    let keys: Vec<&str> = all.iter().map(|e| e.work_key.as_str()).collect();
+    store.acquire(&lease("c", "o", 20)).await.expect("acquire");
+    let page = store
+        .events(&EventFilter::default(), None, 10)
+        .await
+        .expect("list");
+    let keys: Vec<&str> = page
+        .items
+        .iter()
+        .map(|v| v.event.work_key.as_str())
+        .collect();
     assert_eq!(keys, ["b", "c", "a"]);
+    assert_eq!(page.next, None);
+    // Pages continue from the cursor.
+    let first = store
+        .events(&EventFilter::default(), None, 2)
+        .await
+        .expect("list");
+    assert_eq!(first.items.len(), 2);
+    let rest = store
+        .events(&EventFilter::default(), first.next.as_deref(), 2)
+        .await
+        .expect("list");
+    assert_eq!(
+        rest.items
+            .iter()
+            .map(|v| v.event.work_key.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
     let filter = EventFilter {
         since: Some(Timestamp::from_unix_millis(15)),
         until: Some(Timestamp::from_unix_millis(30)),
         ..EventFilter::default()
     };
-    let some = store.events(&filter).await.expect("list");
+    let some = store.events(&filter, None, 10).await.expect("list");
     assert_eq!(
-        some.iter().map(|e| e.work_key.as_str()).collect::<Vec<_>>(),
+        some.items
+            .iter()
+            .map(|v| v.event.work_key.as_str())
+            .collect::<Vec<_>>(),
         ["c"]
     );
-    let limited = EventFilter {
-        limit: Some(1),
+    let processing = EventFilter {
+        status: Some(ListedStatus::Processing),
         resource: Some(("package".into(), "1001".into())),
         provider: Some(Provider::Oms),
         ..EventFilter::default()
     };
-    assert_eq!(store.events(&limited).await.expect("list").len(), 1);
+    let listed = store.events(&processing, None, 1).await.expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].event.work_key, "c");
     let none = EventFilter {
-        status: Some(EventStatus::Processed),
+        status: Some(ListedStatus::Processed),
         ..EventFilter::default()
     };
-    assert!(store.events(&none).await.expect("list").is_empty());
+    assert!(
+        store
+            .events(&none, None, 10)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+/// The event log expires into the archive; the archive and everything else
+/// expire on their own periods.
+#[tokio::test]
+async fn retention_moves_the_log_to_the_archive_and_expires_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::default());
+    let options = Options {
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        retention_days: 30,
+        archive_days: 400,
+        ..Options::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), options).expect("opens");
+    let kept = event("old", 0);
+    store.log(&kept).await.expect("log");
+    store.acquire(&lease("old", "o", 0)).await.expect("acquire");
+    let day = 86_400_000;
+    clock.advance(29 * day);
+    assert_eq!(store.purge_expired().await.expect("purge"), 0);
+    clock.advance(day);
+    assert!(store.purge_expired().await.expect("purge") >= 2);
+    let view = store
+        .event(&kept.id)
+        .await
+        .expect("read")
+        .expect("archived");
+    assert!(view.archived);
+    assert_eq!(view.event.body, kept.body);
+    assert!(
+        work(&store, "old").await.is_none(),
+        "the work record expired"
+    );
+    assert!(
+        store
+            .events(&EventFilter::default(), None, 10)
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "the live log is empty"
+    );
+    clock.advance(370 * day);
+    store.purge_expired().await.expect("purge");
+    assert!(store.event(&kept.id).await.expect("read").is_none());
+}
+
+/// A process that died held leases and received messages: the next one to
+/// own the directory takes them over at once.
+#[tokio::test]
+async fn recover_releases_dead_leases_and_makes_received_messages_visible() {
+    let (_dir, _clock, store) = start();
+    store.send(&message("q", 0)).await.expect("send");
+    let got = store
+        .receive(10, Duration::from_secs(600))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    let now = 1_700_000_000_000;
+    store
+        .acquire(&LeaseRequest {
+            lease_millis: 600_000,
+            ..lease("q", "dead", now)
+        })
+        .await
+        .expect("acquire");
+
+    assert_eq!(store.recover().await.expect("recover"), (1, 1));
+
+    assert_eq!(
+        store
+            .receive(10, Duration::from_secs(1))
+            .await
+            .expect("receive")
+            .len(),
+        1
+    );
+    assert!(matches!(
+        store
+            .acquire(&lease("q", "next", now))
+            .await
+            .expect("acquire"),
+        Lease::Acquired { takeover: true, .. }
+    ));
+}
+
+/// A schema 1 file (dedup records and an event log keyed by work key) opens
+/// as schema 2 with nothing lost: the old tables are renamed.
+#[tokio::test]
+async fn a_schema_one_file_is_upgraded_without_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let conn =
+            rusqlite::Connection::open(dir.path().join(terima_embedded::DB_FILE)).expect("sqlite");
+        conn.execute_batch(
+            "CREATE TABLE dedup (provider TEXT, dedup_key TEXT, PRIMARY KEY (provider, dedup_key));
+             CREATE TABLE conflicts (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE TABLE events (id INTEGER PRIMARY KEY, provider TEXT, work_key TEXT, record TEXT);
+             CREATE INDEX events_received ON events (work_key);
+             CREATE TABLE resources (provider TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+                 version INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (provider, kind, id)) WITHOUT ROWID;
+             INSERT INTO events (provider, work_key, record) VALUES ('oms', 'w1', '{}');
+             PRAGMA user_version = 1;",
+        )
+        .expect("a schema 1 file");
+    }
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("upgrades");
+    store
+        .log(&event("new", 0))
+        .await
+        .expect("the new log works");
+    drop(store);
+    let conn =
+        rusqlite::Connection::open(dir.path().join(terima_embedded::DB_FILE)).expect("sqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+    let kept: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events_v1", [], |row| row.get(0))
+        .expect("the old log is kept");
+    assert_eq!(kept, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,18 +569,27 @@ async fn concurrent_writers_share_commits_and_all_land() {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let claim = store.claim(&dedup(&format!("c{i}"), "a", 0)).await;
+                let logged = store.log(&event(&format!("c{i}"), i)).await;
                 let sent = store.send(&message(&format!("c{i}"), 0)).await;
-                (claim, sent)
+                (logged, sent)
             })
         })
         .collect();
     for task in tasks {
-        let (claim, sent) = task.await.expect("task");
-        assert_eq!(claim.expect("claim"), Claim::Fresh);
+        let (logged, sent) = task.await.expect("task");
+        logged.expect("log");
         sent.expect("send");
     }
     assert_eq!(store.stats().await.expect("stats").visible, 500);
+    assert_eq!(
+        store
+            .events(&EventFilter::default(), None, 1_000)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        500
+    );
 }
 
 #[tokio::test]
@@ -418,13 +604,10 @@ async fn a_second_handle_reads_while_the_first_writes() {
         },
     )
     .expect("second handle");
-    store
-        .acquire(&lease("seen", "o", 5))
-        .await
-        .expect("acquire");
+    store.log(&event("seen", 5)).await.expect("log");
     assert!(
         reader
-            .event(Provider::Oms, "seen")
+            .event(&event("seen", 5).id)
             .await
             .expect("read")
             .is_some()

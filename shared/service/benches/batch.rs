@@ -49,6 +49,7 @@ async fn one_batch(messages: &[String], concurrency: usize) -> (Duration, u64) {
             concurrency,
         },
         Faulty::new(MemoryStore::new(), plan.clone()),
+        MemoryStore::new(),
         (),
         Arc::new(FixedClock(common::NOW)),
         Metrics::Silent,

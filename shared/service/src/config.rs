@@ -3,16 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use http::HeaderName;
-use terima_core::providers::{bitbybit, oms};
-use terima_core::verify::DEFAULT_TIMESTAMP_TOLERANCE_SECS;
-use terima_core::{Provider, Scheme, SecretSet, Verification, Verifier};
+use terima_core::providers::{SchemeError, SchemeSetting};
+use terima_core::{Provider, SecretSet, Verification, Verifier};
+
+pub use terima_core::Lookup;
 
 /// Default largest body accepted: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-/// Default lifetime of a dedup record: 7 days, longer than the longest retry
-/// window of any provider (Bebas Kirim retries for 24 hours).
-pub const DEFAULT_DEDUP_TTL_SECS: i64 = 7 * 24 * 3600;
+/// The largest body limit that can be configured: a Lambda function's
+/// request payload is at most 6 MB, and API Gateway's event wraps the body.
+pub const MAX_BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// Default lifetime of the event log, work and conflict records, in days. A
+/// work record is also what answers `duplicate`, so this is the dedup window:
+/// far beyond every provider's retries (Bebas Kirim retries for 24 hours).
+pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+/// Default time raw bodies are kept after the event log expired (the S3
+/// archive, the embedded store's archive table), in days.
+pub const DEFAULT_ARCHIVE_DAYS: i64 = 400;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -21,17 +28,21 @@ pub enum ConfigError {
     #[error("{var} is invalid: {reason}")]
     Invalid { var: String, reason: String },
     #[error(
-        "no secret configured for {provider}: set {var} (a comma-separated list), or set \
-         TERIMA_{infix}_VERIFY=off to accept unverified deliveries on purpose",
+        "no secret configured for {provider}: set {vars} (a JSON array of strings, or a \
+         comma-separated list), or set TERIMA_{infix}_VERIFY=off to accept unverified \
+         deliveries on purpose",
         infix = provider.env_infix()
     )]
-    NoSecrets { provider: Provider, var: String },
+    NoSecrets { provider: Provider, vars: String },
 }
 
-/// Where configuration values come from: the process environment in the
-/// functions and the CLI, a map in tests.
-pub trait Lookup {
-    fn get(&self, name: &str) -> Option<String>;
+impl From<SchemeError> for ConfigError {
+    fn from(e: SchemeError) -> Self {
+        match e {
+            SchemeError::Missing(var) => Self::Missing(var),
+            SchemeError::Invalid { var, reason } => Self::Invalid { var, reason },
+        }
+    }
 }
 
 /// The process environment.
@@ -40,12 +51,6 @@ pub struct Env;
 impl Lookup for Env {
     fn get(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    }
-}
-
-impl<F: Fn(&str) -> Option<String>> Lookup for F {
-    fn get(&self, name: &str) -> Option<String> {
-        self(name)
     }
 }
 
@@ -88,6 +93,7 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, EnvFileErr
     Ok(vars)
 }
 
+/// The variable holding a provider's (first scheme's) secrets.
 pub fn secrets_var(provider: Provider) -> String {
     format!("TERIMA_{}_SECRETS", provider.env_infix())
 }
@@ -107,24 +113,54 @@ pub fn number<T: std::str::FromStr>(
     }
 }
 
+/// `TERIMA_RETENTION_DAYS`, at least 1.
+pub fn retention_days(lookup: &dyn Lookup) -> Result<i64, ConfigError> {
+    let days = number(lookup, "TERIMA_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?;
+    if days < 1 {
+        return Err(ConfigError::Invalid {
+            var: "TERIMA_RETENTION_DAYS".to_owned(),
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(days)
+}
+
+/// `TERIMA_ARCHIVE_DAYS`, at least the retention period.
+pub fn archive_days(lookup: &dyn Lookup) -> Result<i64, ConfigError> {
+    let days = number(lookup, "TERIMA_ARCHIVE_DAYS", DEFAULT_ARCHIVE_DAYS)?;
+    let retention = retention_days(lookup)?;
+    if days < retention {
+        return Err(ConfigError::Invalid {
+            var: "TERIMA_ARCHIVE_DAYS".to_owned(),
+            reason: format!("must be at least TERIMA_RETENTION_DAYS ({retention})"),
+        });
+    }
+    Ok(days)
+}
+
 /// One provider endpoint's settings.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     pub provider: Provider,
     pub verification: Verification,
     pub body_limit: usize,
-    pub dedup_ttl_secs: i64,
 }
 
 impl EndpointConfig {
-    /// Reads `TERIMA_<P>_VERIFY`, `TERIMA_<P>_SECRETS` and the provider's
-    /// scheme settings, `TERIMA_MAX_BODY_BYTES` and `TERIMA_DEDUP_TTL_SECS`.
+    /// Reads `TERIMA_<P>_VERIFY`, the provider's schemes and their secrets,
+    /// and `TERIMA_MAX_BODY_BYTES`.
     pub fn load(provider: Provider, lookup: &dyn Lookup) -> Result<Self, ConfigError> {
+        let body_limit = number(lookup, "TERIMA_MAX_BODY_BYTES", DEFAULT_BODY_LIMIT)?;
+        if !(1..=MAX_BODY_LIMIT).contains(&body_limit) {
+            return Err(ConfigError::Invalid {
+                var: "TERIMA_MAX_BODY_BYTES".to_owned(),
+                reason: format!("must be between 1 and {MAX_BODY_LIMIT} (Lambda's request limit)"),
+            });
+        }
         Ok(Self {
             provider,
             verification: verification(provider, lookup)?,
-            body_limit: number(lookup, "TERIMA_MAX_BODY_BYTES", DEFAULT_BODY_LIMIT)?,
-            dedup_ttl_secs: number(lookup, "TERIMA_DEDUP_TTL_SECS", DEFAULT_DEDUP_TTL_SECS)?,
+            body_limit,
         })
     }
 }
@@ -142,64 +178,30 @@ fn verification(provider: Provider, lookup: &dyn Lookup) -> Result<Verification,
             });
         }
     }
-    let var = secrets_var(provider);
-    let secrets = lookup
-        .get(&var)
-        .and_then(|list| SecretSet::parse_list(&list))
-        .ok_or(ConfigError::NoSecrets {
-            provider,
-            var: var.clone(),
+    let settings = provider.spec().schemes(lookup)?;
+    let vars: Vec<String> = settings.iter().map(|s| s.secrets_var.clone()).collect();
+    let mut verifiers = Vec::new();
+    for SchemeSetting {
+        scheme,
+        secrets_var,
+    } in settings
+    {
+        let Some(list) = lookup.get(&secrets_var) else {
+            continue;
+        };
+        let secrets = SecretSet::parse(&list).map_err(|e| ConfigError::Invalid {
+            var: secrets_var.clone(),
+            reason: e.to_string(),
         })?;
-    Ok(Verification::Enforced(Verifier::new(
-        scheme(provider, lookup)?,
-        secrets,
-    )))
-}
-
-fn header_var(lookup: &dyn Lookup, var: &str) -> Result<Option<HeaderName>, ConfigError> {
-    lookup
-        .get(var)
-        .map(|name| {
-            HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| ConfigError::Invalid {
-                var: var.to_owned(),
-                reason: format!("{name:?} is not a valid HTTP header name"),
-            })
-        })
-        .transpose()
-}
-
-fn scheme(provider: Provider, lookup: &dyn Lookup) -> Result<Scheme, ConfigError> {
-    Ok(match provider {
-        Provider::BebasKirim => Scheme::StaticToken {
-            header: http::header::AUTHORIZATION,
-            bearer: true,
-        },
-        Provider::BitByBit => Scheme::TimestampedHmac {
-            header: HeaderName::from_static(bitbybit::SIGNATURE_HEADER),
-            tolerance_secs: number(
-                lookup,
-                "TERIMA_BITBYBIT_TOLERANCE_SECS",
-                DEFAULT_TIMESTAMP_TOLERANCE_SECS,
-            )?,
-        },
-        // Akinon signs with the subscription's secret_key; a subscription
-        // without one can only carry a static token in additional_headers.
-        Provider::Oms => match header_var(lookup, "TERIMA_OMS_HEADER")? {
-            Some(header) => Scheme::StaticToken {
-                header,
-                bearer: false,
-            },
-            None => Scheme::BodyHmac {
-                header: HeaderName::from_static(oms::SIGNATURE_HEADER),
-            },
-        },
-        // Biteship sends a header whose name the user typed in the dashboard.
-        Provider::Biteship => Scheme::StaticToken {
-            header: header_var(lookup, "TERIMA_BITESHIP_HEADER")?
-                .ok_or_else(|| ConfigError::Missing("TERIMA_BITESHIP_HEADER".to_owned()))?,
-            bearer: false,
-        },
-    })
+        verifiers.push(Verifier::new(scheme, secrets));
+    }
+    if verifiers.is_empty() {
+        return Err(ConfigError::NoSecrets {
+            provider,
+            vars: vars.join(" or "),
+        });
+    }
+    Ok(Verification::Enforced(verifiers))
 }
 
 /// The processor's settings.
@@ -239,6 +241,13 @@ impl ProcessorConfig {
             concurrency,
         })
     }
+
+    /// How long one event's work may run: five sixths of the lease, so the
+    /// holder gives up (and records the failure) before its lease can lapse
+    /// and another copy take over work still running.
+    pub fn deadline_millis(&self) -> i64 {
+        (self.lease_millis / 6 * 5).max(1)
+    }
 }
 
 #[cfg(test)]
@@ -261,7 +270,7 @@ mod tests {
             err,
             ConfigError::NoSecrets {
                 provider: Provider::BitByBit,
-                var: "TERIMA_BITBYBIT_SECRETS".into()
+                vars: "TERIMA_BITBYBIT_SECRETS".into()
             }
         );
         assert!(
@@ -302,7 +311,6 @@ mod tests {
         )
         .expect("configured");
         assert_eq!(ok.body_limit, DEFAULT_BODY_LIMIT);
-        assert_eq!(ok.dedup_ttl_secs, DEFAULT_DEDUP_TTL_SECS);
     }
 
     #[test]

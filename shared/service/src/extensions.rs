@@ -1,7 +1,6 @@
 //! Extensions shipped with Terima.
 
-use terima_core::TypedEvent;
-use terima_core::providers::biteship::Status;
+use terima_core::{Inspected, Provider};
 use tracing::info;
 
 use crate::process::{Extension, ExtensionError, WorkContext};
@@ -14,24 +13,20 @@ use crate::process::{Extension, ExtensionError, WorkContext};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeliveredNotification;
 
-impl DeliveredNotification {
-    /// Whether this event is one the extension acts on.
-    pub fn applies(ctx: &WorkContext<'_>) -> bool {
-        matches!(&ctx.event.event, TypedEvent::Biteship(e)
-            if e.event == "order.status" && e.status == Some(Status::Delivered))
-    }
-}
-
 impl Extension for DeliveredNotification {
+    fn applies(&self, event: &Inspected) -> bool {
+        event.provider == Provider::Biteship
+            && event.reading.event_type == "order.status"
+            && event.reading.status.as_deref() == Some("delivered")
+    }
+
     async fn handle(&self, ctx: &WorkContext<'_>) -> Result<(), ExtensionError> {
-        if Self::applies(ctx) {
-            info!(
-                notification = "order_delivered",
-                order_id = %ctx.event.resource.id,
-                event_id = ctx.event_id,
-                "customer notified: order delivered"
-            );
-        }
+        info!(
+            notification = "order_delivered",
+            order_id = %ctx.event.reading.resource.id,
+            event_id = ctx.event_id,
+            "customer notified: order delivered"
+        );
         Ok(())
     }
 }

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use terima_core::{Provider, QueueMessage, Timestamp};
+use terima_core::{Provider, QueueMessage, Resource, Timestamp};
 
 use crate::store::{
-    BackendError, Claim, DedupRecord, DedupStore, EventFilter, EventRecord, EventStore, Lease,
-    LeaseRequest, Queue, ResourceState,
+    AckStore, BackendError, Blobs, ConflictRecord, Effect, EventRecord, EventStore, Lease,
+    LeaseRequest, Outbox, QuarantineRecord, Queue, ResourceState, Seen, WorkKey, WorkRecord,
 };
 
 /// When an injected failure strikes.
@@ -22,6 +22,11 @@ pub enum Fault {
     /// The call reaches the backend and takes effect, then the caller sees an
     /// error (a lost response, a timeout after the write).
     After,
+    /// The call never returns and never reaches the backend: the caller is
+    /// killed waiting (a function that dies, a request that times out).
+    Stall,
+    /// The call takes effect and then never returns: killed after the write.
+    StallAfter,
 }
 
 /// The shared plan of one wrapper: a call counter, the calls to fail and a
@@ -100,19 +105,37 @@ impl<T> Faulty<T> {
                 call.await?;
                 Err(injected())
             }
+            Some(Fault::Stall) => std::future::pending().await,
+            Some(Fault::StallAfter) => {
+                let _ = call.await;
+                std::future::pending().await
+            }
             None => call.await,
         }
     }
 }
 
-impl<T: DedupStore> DedupStore for Faulty<T> {
-    async fn claim(&self, record: &DedupRecord) -> Result<Claim, BackendError> {
-        self.run("claim", self.inner.claim(record)).await
+impl<T: AckStore> AckStore for Faulty<T> {
+    async fn seen(
+        &self,
+        provider: Provider,
+        resource: &Resource,
+        work_key: &str,
+        digest: &str,
+    ) -> Result<Seen, BackendError> {
+        self.run(
+            "seen",
+            self.inner.seen(provider, resource, work_key, digest),
+        )
+        .await
     }
 
-    async fn record_conflict(&self, record: &DedupRecord, body: &str) -> Result<(), BackendError> {
-        self.run("record_conflict", self.inner.record_conflict(record, body))
-            .await
+    async fn hold(&self, message: &QueueMessage) -> Result<(), BackendError> {
+        self.run("hold", self.inner.hold(message)).await
+    }
+
+    async fn quarantine(&self, record: &QuarantineRecord) -> Result<(), BackendError> {
+        self.run("quarantine", self.inner.quarantine(record)).await
     }
 }
 
@@ -122,47 +145,67 @@ impl<T: Queue> Queue for Faulty<T> {
     }
 }
 
+impl<T: Blobs> Blobs for Faulty<T> {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BackendError> {
+        self.run("blob_put", self.inner.put(key, bytes)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.run("blob_get", self.inner.get(key)).await
+    }
+}
+
+impl<T: Outbox> Outbox for Faulty<T> {
+    async fn held(&self, limit: usize) -> Result<Vec<(String, String)>, BackendError> {
+        self.run("held", self.inner.held(limit)).await
+    }
+
+    async fn release(&self, handle: &str) -> Result<(), BackendError> {
+        self.run("release", self.inner.release(handle)).await
+    }
+}
+
 impl<T: EventStore> EventStore for Faulty<T> {
+    async fn works(
+        &self,
+        provider: Provider,
+        resource: &Resource,
+        work_key: &str,
+    ) -> Result<Vec<WorkRecord>, BackendError> {
+        self.run("works", self.inner.works(provider, resource, work_key))
+            .await
+    }
+
+    async fn log(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.run("log", self.inner.log(event)).await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         self.run("acquire", self.inner.acquire(request)).await
     }
 
     async fn complete(
         &self,
-        provider: Provider,
-        work_key: &str,
+        key: &WorkKey,
         owner: &str,
         now: Timestamp,
+        effect: Effect,
     ) -> Result<bool, BackendError> {
-        self.run(
-            "complete",
-            self.inner.complete(provider, work_key, owner, now),
-        )
-        .await
+        self.run("complete", self.inner.complete(key, owner, now, effect))
+            .await
+    }
+
+    async fn finish(&self, record: &WorkRecord) -> Result<bool, BackendError> {
+        self.run("finish", self.inner.finish(record)).await
     }
 
     async fn fail(
         &self,
-        provider: Provider,
-        work_key: &str,
-        owner: &str,
+        key: &WorkKey,
+        owner: Option<&str>,
         error: &str,
     ) -> Result<bool, BackendError> {
-        self.run("fail", self.inner.fail(provider, work_key, owner, error))
-            .await
-    }
-
-    async fn event(
-        &self,
-        provider: Provider,
-        work_key: &str,
-    ) -> Result<Option<EventRecord>, BackendError> {
-        self.run("event", self.inner.event(provider, work_key))
-            .await
-    }
-
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, BackendError> {
-        self.run("events", self.inner.events(filter)).await
+        self.run("fail", self.inner.fail(key, owner, error)).await
     }
 
     async fn resource(
@@ -181,6 +224,11 @@ impl<T: EventStore> EventStore for Faulty<T> {
         expected: Option<u64>,
     ) -> Result<bool, BackendError> {
         self.run("put_resource", self.inner.put_resource(state, expected))
+            .await
+    }
+
+    async fn record_conflict(&self, conflict: &ConflictRecord) -> Result<(), BackendError> {
+        self.run("record_conflict", self.inner.record_conflict(conflict))
             .await
     }
 }

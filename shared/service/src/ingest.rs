@@ -1,50 +1,65 @@
-//! The ack path: verify, read, deduplicate, enqueue, answer.
+//! The ack path: verify, read, enqueue, answer.
 //!
-//! # Why an acknowledged event is never lost, in one round trip
+//! # Why an acknowledged event is never lost, whatever the provider's retry policy
 //!
-//! For a verified, readable delivery the handler issues two calls at once and
-//! waits for both: a conditional write of the dedup record, and the send of
-//! the queue message. Then:
+//! Biteship never retries on its own: a 5xx answered to it is an event lost
+//! until a person presses Resend. So the ack path answers 2xx exactly when
+//! the event is durably held somewhere that brings it to the processor
+//! without outside help, and 503 only when nothing holds it.
 //!
-//! 1. The answer is 2xx only if *this request's* send succeeded. So every event
-//!    answered 2xx has a message in the queue, whatever the dedup write did,
-//!    and the queue keeps it (with a dead-letter queue) until the processor
-//!    completes it. Nothing answered 2xx can be lost.
-//! 2. If the send fails or times out, the answer is 503, so the provider
-//!    retries. A dedup record written by the failed attempt does not block the
-//!    retry: the retry sends again (point 1), and merely reports `duplicate`.
-//! 3. If the dedup write fails but the send succeeded, the answer is also 503:
-//!    the handler cannot tell a fresh delivery from a conflict. The retry sends
-//!    a second copy of the message; the processor absorbs it (below).
-//! 4. If the function is killed between any two steps, the provider got no
-//!    answer and retries: same as point 2 or 3.
-//! 5. Duplicates are answered `200 duplicate` but their message is still sent
-//!    (the send is already under way when the dedup answer arrives). So the
-//!    queue may hold several copies of one event; the processor makes the
-//!    business work happen once per `work_key` with a lease in its own table
-//!    (see `process`), which is what makes once-only processing possible
-//!    here: the ack path never relies on the dedup record to prevent work.
+//! For a verified delivery the handler:
 //!
-//! The dedup record exists to answer `duplicate`, and to detect the same key
-//! arriving with a different body: that is recorded as a conflict (one more
-//! write, on that rare path only), logged and counted.
+//! 1. Reads it. A body that cannot be read (not JSON, a duplicated key, a
+//!    missing routing fact) is stored raw in quarantine with the reason and
+//!    answered `200 quarantined`: the provider's bytes are kept, and
+//!    `terima quarantine retry` reads them again after a fix. Only when the
+//!    quarantine write fails is the answer 503.
+//! 2. Stores a body too large to travel inline in the blob store first (S3:
+//!    the claim check); if that fails, nothing holds the event: 503.
+//! 3. Sends the queue message and, at the same time, reads whether the
+//!    event's work is already recorded (one round trip for both).
+//! 4. If the send succeeded, the queue holds the event (and its dead-letter
+//!    queue after that): the answer is 2xx, whatever the read did.
+//! 5. If the send failed or timed out, the message is written to the outbox
+//!    (a DynamoDB item); once that write returns, the answer is 2xx and the
+//!    sweeper sends the message. A send that timed out but landed is sent a
+//!    second time: the processor absorbs the copy (its work record).
+//! 6. If the outbox write fails too, nothing durable is known to hold the
+//!    event: the answer is 503. (If that write landed anyway, the sweeper
+//!    still sends it: a 503 may end in an event processed, never the
+//!    reverse.)
+//! 7. A function killed between any two steps gave no answer, so nothing was
+//!    promised; a provider that retries sends it again.
 //!
-//! A fresh event and a duplicate therefore cost one round trip each: the two
-//! calls overlap. Doing the dedup write first and sending only when fresh would
-//! save queue messages but cost two sequential round trips, and would need a
-//! second state on the record to survive a failed send.
+//! SDK retries help inside one call but share a process-wide quota that runs
+//! out during an outage, so the outbox, not the retries, is the safety net.
+//!
+//! The answer's label comes from the read in step 3: `duplicate` when this
+//! meaning's work is recorded, `conflict` when the work key is recorded only
+//! with another meaning (both bodies are then processed and logged; the state
+//! follows the provider's own ordering), else `accepted`. The read never
+//! decides whether the event is kept: the processor's work record makes the
+//! business work happen once per work key and meaning, however many copies
+//! the queue holds. A fresh event costs one round trip; a duplicate the same.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
 
 use http::HeaderMap;
 use serde_json::json;
-use terima_core::providers::biteship;
-use terima_core::{Clock, Provider, QueueMessage, Timestamp, VerifyError, inspect};
-use tracing::{error, info, warn};
+use terima_core::message::claim_key;
+use terima_core::{
+    Clock, Inspected, Provider, QueueMessage, ReadError, Timestamp, VerifyError, inspect,
+};
+use tracing::{debug, error, warn};
 
 use crate::config::EndpointConfig;
-use crate::metrics::{Metric, Metrics};
-use crate::store::{BackendError, Claim, DedupRecord, DedupStore, Queue};
+use crate::metrics::{Metric, Metrics, Point};
+use crate::store::{
+    AckStore, BackendError, Blobs, QuarantineRecord, QuarantinedBody, Queue, Seen, quarantine_id,
+};
 
 /// What happened to one delivery. The one place that maps it to HTTP is
 /// [`Outcome::status`].
@@ -53,23 +68,27 @@ pub enum Outcome {
     Accepted,
     Duplicate,
     Conflict,
+    /// A verified body that cannot be read, kept raw.
+    Quarantined(ReadError),
     /// Biteship's installation probe.
     Ignored,
     TooLarge {
         limit: usize,
     },
     Unauthorized(VerifyError),
-    Invalid(String, &'static str),
     Unavailable(BackendError),
 }
 
 impl Outcome {
     pub fn status(&self) -> u16 {
         match self {
-            Self::Accepted | Self::Duplicate | Self::Conflict | Self::Ignored => 200,
+            Self::Accepted
+            | Self::Duplicate
+            | Self::Conflict
+            | Self::Quarantined(_)
+            | Self::Ignored => 200,
             Self::TooLarge { .. } => 413,
             Self::Unauthorized(_) => 401,
-            Self::Invalid(..) => 400,
             Self::Unavailable(_) => 503,
         }
     }
@@ -80,10 +99,10 @@ impl Outcome {
             Self::Accepted => "accepted",
             Self::Duplicate => "duplicate",
             Self::Conflict => "conflict",
+            Self::Quarantined(_) => "quarantined",
             Self::Ignored => "ignored",
             Self::TooLarge { .. } => "too_large",
             Self::Unauthorized(_) => "unauthorized",
-            Self::Invalid(..) => "invalid",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -95,7 +114,10 @@ impl Outcome {
             Self::TooLarge { limit } => {
                 body["error"] = format!("body larger than {limit} bytes").into()
             }
-            Self::Invalid(message, _) => body["error"] = message.clone().into(),
+            Self::Quarantined(e) => {
+                body["reason"] = e.reason().into();
+                body["error"] = e.to_string().into();
+            }
             _ => {}
         }
         body.to_string()
@@ -109,20 +131,33 @@ pub struct Reply {
     pub body: String,
 }
 
+/// What the report of one delivery says besides its outcome.
+#[derive(Debug, Default)]
+struct Notes {
+    /// The queue send failed and the outbox holds the event.
+    held: bool,
+    /// Backend calls that failed without changing the answer.
+    failures: Vec<BackendError>,
+    scheme: Option<&'static str>,
+    secret_index: Option<usize>,
+}
+
 /// One provider's endpoint, generic over its backends.
-pub struct Ingest<S, Q> {
+pub struct Ingest<S, Q, B> {
     config: EndpointConfig,
     store: S,
     queue: Q,
+    blobs: B,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
 
-impl<S: DedupStore, Q: Queue> Ingest<S, Q> {
+impl<S: AckStore, Q: Queue, B: Blobs> Ingest<S, Q, B> {
     pub fn new(
         config: EndpointConfig,
         store: S,
         queue: Q,
+        blobs: B,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
@@ -130,6 +165,7 @@ impl<S: DedupStore, Q: Queue> Ingest<S, Q> {
             config,
             store,
             queue,
+            blobs,
             clock,
             metrics,
         }
@@ -153,128 +189,232 @@ impl<S: DedupStore, Q: Queue> Ingest<S, Q> {
 
     /// Handles one delivery and reports it in the log and the metrics.
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8], request_id: &str) -> Reply {
-        let outcome = self.outcome(headers, body, request_id).await;
-        self.report(&outcome, request_id);
+        let started = Instant::now();
+        let mut notes = Notes::default();
+        let outcome = self.outcome(headers, body, request_id, &mut notes).await;
+        self.report(&outcome, &notes, request_id, Some(started));
         Reply {
             status: outcome.status(),
             body: outcome.body(request_id),
         }
     }
 
-    async fn outcome(&self, headers: &HeaderMap, body: &[u8], request_id: &str) -> Outcome {
+    async fn outcome(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        request_id: &str,
+        notes: &mut Notes,
+    ) -> Outcome {
         let provider = self.config.provider;
         if body.len() > self.config.body_limit {
             return Outcome::TooLarge {
                 limit: self.config.body_limit,
             };
         }
-        if provider == Provider::Biteship && biteship::is_installation_probe(body) {
+        if provider.spec().is_probe(body) {
             return Outcome::Ignored;
         }
-        let verified = match self
+        match self
             .config
             .verification
             .verify(headers, body, self.clock.as_ref())
         {
-            Ok(verified) => verified,
+            Ok(verified) => {
+                notes.scheme = verified.scheme;
+                notes.secret_index = verified.secret_index;
+            }
             Err(e) => return Outcome::Unauthorized(e),
-        };
-        if let Some(index) = verified.secret_index {
-            self.metrics
-                .count(provider, Metric::SecretMatched, Some(&index.to_string()));
         }
-        let Ok(text) = std::str::from_utf8(body) else {
-            return Outcome::Invalid("body is not UTF-8 JSON".to_owned(), "not_json");
-        };
+        let now = Timestamp::from_unix_millis(self.clock.now_millis());
         let inspected = match inspect(provider, headers, body) {
             Ok(inspected) => inspected,
-            Err(e) => return Outcome::Invalid(e.to_string(), e.reason()),
+            Err(e) => return self.quarantine(headers, body, e, now, request_id).await,
         };
-        let now = Timestamp::from_unix_millis(self.clock.now_millis());
-        let message = QueueMessage::new(provider, &inspected, headers, text, now, request_id);
-        self.dedup_and_send(&message).await
+        let Ok(text) = std::str::from_utf8(body) else {
+            unreachable!("inspect parsed the body as UTF-8 JSON")
+        };
+        let message = QueueMessage::new(&inspected, headers, text, now, request_id);
+        self.accept(message, &inspected, notes).await
     }
 
-    /// Deduplicates and enqueues a message that is not a delivery: an
-    /// operator's replay from the event log (`terima replay`). The same path
-    /// as a verified delivery, reported the same way.
+    /// Stores the body if it is too large to travel inline, then enqueues.
+    async fn accept(
+        &self,
+        message: QueueMessage,
+        inspected: &Inspected,
+        notes: &mut Notes,
+    ) -> Outcome {
+        let message = if message.needs_claim_check() {
+            let key = claim_key(
+                message.provider,
+                message.received_at,
+                &message.request_id,
+                &message.body_sha256,
+            );
+            let terima_core::BodyRef::Inline { text } = &message.body else {
+                unreachable!("a new message carries its body inline")
+            };
+            if let Err(e) = self.blobs.put(&key, text.as_bytes()).await {
+                return Outcome::Unavailable(e);
+            }
+            message.with_stored_body(key)
+        } else {
+            message
+        };
+        debug!(notes = ?inspected.notes, "read");
+        self.dedup_and_send(&message, notes).await
+    }
+
+    /// Enqueues a message that is not a delivery: an operator's replay from
+    /// the event log, or a quarantined body read again. The same path as a
+    /// verified delivery, reported the same way.
     pub async fn enqueue(&self, message: &QueueMessage) -> Outcome {
-        let outcome = self.dedup_and_send(message).await;
-        self.report(&outcome, &message.request_id);
+        let mut notes = Notes::default();
+        let outcome = self.dedup_and_send(message, &mut notes).await;
+        self.report(&outcome, &notes, &message.request_id, None);
         outcome
     }
 
-    async fn dedup_and_send(&self, message: &QueueMessage) -> Outcome {
-        let provider = message.provider;
-        let request_id = message.request_id.as_str();
-        let text = message.body.as_str();
-        let now = message.received_at;
-        let record = DedupRecord {
-            provider,
-            dedup_key: message.dedup_key.clone(),
-            event_type: message.event_type.clone(),
-            body_sha256: message.body_sha256.clone(),
-            received_at: now,
-            expires_at: now.unix_millis() / 1_000 + self.config.dedup_ttl_secs,
-            request_id: request_id.to_owned(),
-        };
-        let (claim, sent) = tokio::join!(self.store.claim(&record), self.queue.send(message));
+    async fn dedup_and_send(&self, message: &QueueMessage, notes: &mut Notes) -> Outcome {
+        let (seen, sent) = tokio::join!(
+            self.store.seen(
+                message.provider,
+                &message.resource,
+                &message.work_key,
+                &message.digest
+            ),
+            self.queue.send(message)
+        );
         if let Err(e) = sent {
-            return Outcome::Unavailable(e);
+            notes.failures.push(e);
+            match self.store.hold(message).await {
+                Ok(()) => notes.held = true,
+                Err(e) => return Outcome::Unavailable(e),
+            }
         }
-        match claim {
-            Err(e) => Outcome::Unavailable(e),
-            Ok(Claim::Fresh) => {
-                info!(
-                    provider = %provider,
-                    event_type = %message.event_type,
-                    dedup_key = %message.dedup_key,
-                    resource_kind = %message.resource.kind,
-                    resource_id = %message.resource.id,
-                    request_id,
-                    "accepted"
-                );
+        match seen {
+            Ok(Seen::New) => Outcome::Accepted,
+            Ok(Seen::Duplicate) => Outcome::Duplicate,
+            Ok(Seen::Conflict) => Outcome::Conflict,
+            Err(e) => {
+                notes.failures.push(e);
                 Outcome::Accepted
             }
-            Ok(Claim::Existing { body_sha256 }) if body_sha256 == record.body_sha256 => {
-                Outcome::Duplicate
-            }
-            Ok(Claim::Existing { .. }) => match self.store.record_conflict(&record, text).await {
-                Ok(()) => Outcome::Conflict,
-                Err(e) => Outcome::Unavailable(e),
-            },
         }
     }
 
-    fn report(&self, outcome: &Outcome, request_id: &str) {
+    async fn quarantine(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        error: ReadError,
+        now: Timestamp,
+        request_id: &str,
+    ) -> Outcome {
         let provider = self.config.provider;
+        let body_ref = match std::str::from_utf8(body) {
+            Ok(text) if text.len() <= terima_core::message::INLINE_MESSAGE_LIMIT / 2 => {
+                QuarantinedBody::Text {
+                    text: text.to_owned(),
+                }
+            }
+            Err(_) if body.len() <= terima_core::message::INLINE_MESSAGE_LIMIT / 4 => {
+                QuarantinedBody::Base64 {
+                    base64: base64::engine::general_purpose::STANDARD.encode(body),
+                }
+            }
+            _ => {
+                let key = format!("claim/quarantine/{}", quarantine_id(now, request_id));
+                if let Err(e) = self.blobs.put(&key, body).await {
+                    return Outcome::Unavailable(e);
+                }
+                QuarantinedBody::Stored {
+                    key,
+                    size: body.len(),
+                }
+            }
+        };
+        let record = QuarantineRecord {
+            id: quarantine_id(now, request_id),
+            provider,
+            received_at: now,
+            request_id: request_id.to_owned(),
+            reason: error.reason().to_owned(),
+            detail: error.to_string(),
+            headers: provider
+                .spec()
+                .meaningful_headers()
+                .iter()
+                .filter_map(|name| {
+                    let value = headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), value.to_owned()))
+                })
+                .collect(),
+            body: body_ref,
+            retried: None,
+        };
+        match self.store.quarantine(&record).await {
+            Ok(()) => Outcome::Quarantined(error),
+            Err(e) => Outcome::Unavailable(e),
+        }
+    }
+
+    /// One log line where something needs attention, and one metric line.
+    fn report(&self, outcome: &Outcome, notes: &Notes, request_id: &str, started: Option<Instant>) {
+        let provider = self.config.provider;
+        let mut points: Vec<Point<'_>> = Vec::new();
+        let index = notes.secret_index.map(|i| i.to_string());
         match outcome {
             Outcome::Unauthorized(e) => {
                 warn!(provider = %provider, request_id, reason = e.reason(), detail = %e, "rejected: verification failed");
-                self.metrics
-                    .count(provider, Metric::Rejected, Some(e.reason()));
-            }
-            Outcome::Invalid(message, reason) => {
-                warn!(provider = %provider, request_id, reason, detail = %message, "rejected: unreadable body");
-                self.metrics.count(provider, Metric::Rejected, Some(reason));
+                points.push(Point::with_detail(Metric::Rejected, e.reason()));
             }
             Outcome::TooLarge { .. } => {
                 warn!(provider = %provider, request_id, "rejected: body too large");
-                self.metrics
-                    .count(provider, Metric::Rejected, Some("too_large"));
+                points.push(Point::with_detail(Metric::Rejected, "too_large"));
+            }
+            Outcome::Quarantined(e) => {
+                warn!(provider = %provider, request_id, reason = e.reason(), detail = %e, "quarantined: verified body cannot be read");
+                points.push(Point::with_detail(Metric::Quarantined, e.reason()));
             }
             Outcome::Unavailable(e) => {
-                error!(provider = %provider, request_id, backend = e.backend, operation = e.operation, detail = %e.message, "backend failed; answered 503");
-                self.metrics
-                    .count(provider, Metric::BackendError, Some(e.backend));
+                error!(provider = %provider, request_id, backend = e.backend, operation = e.operation, detail = %e.message, "nothing durable holds the event; answered 503");
+                points.push(Point::count(Metric::Unavailable));
+                points.push(Point::with_detail(Metric::BackendError, e.backend));
             }
             Outcome::Conflict => {
-                warn!(provider = %provider, request_id, "conflict: a delivered key arrived with a different body");
-                self.metrics.count(provider, Metric::Conflict, None);
+                warn!(provider = %provider, request_id, "conflict: this work was recorded with a different body");
+                points.push(Point::count(Metric::Conflict));
             }
-            Outcome::Accepted => self.metrics.count(provider, Metric::Accepted, None),
-            Outcome::Duplicate => self.metrics.count(provider, Metric::Duplicate, None),
-            Outcome::Ignored => self.metrics.count(provider, Metric::Ignored, None),
+            Outcome::Accepted => points.push(Point::count(Metric::Accepted)),
+            Outcome::Duplicate => points.push(Point::count(Metric::Duplicate)),
+            Outcome::Ignored => points.push(Point::count(Metric::Ignored)),
         }
+        for failure in &notes.failures {
+            warn!(provider = %provider, request_id, backend = failure.backend, operation = failure.operation, detail = %failure.message, "backend call failed; the answer did not depend on it");
+        }
+        if let Some(failure) = notes.failures.first()
+            && !matches!(outcome, Outcome::Unavailable(_))
+        {
+            points.push(Point::with_detail(Metric::BackendError, failure.backend));
+        }
+        if notes.held {
+            warn!(provider = %provider, request_id, "queue send failed; the outbox holds the event");
+            points.push(Point::count(Metric::HeldInOutbox));
+        }
+        if let Some(scheme) = notes.scheme {
+            points.push(Point::with_detail(Metric::Verified, scheme));
+        }
+        if let Some(index) = &index {
+            points.push(Point::with_detail(Metric::SecretMatched, index));
+        }
+        if let Some(started) = started {
+            points.push(Point::value(
+                Metric::AckMillis,
+                started.elapsed().as_secs_f64() * 1_000.0,
+            ));
+        }
+        self.metrics.emit(provider, &points);
     }
 }

@@ -1,6 +1,7 @@
-//! The ack path and the processor, written once against coarse storage traits
-//! ([`store`]) so that the Lambda functions (DynamoDB and SQS), the embedded
-//! default (a local file) and the tests (memory) all run the same code.
+//! The ack path, the processor and the outbox sweeper, written once against
+//! coarse storage traits ([`store`]) so that the Lambda functions (DynamoDB,
+//! SQS and S3), the embedded default (a local file) and the tests (memory)
+//! all run the same code.
 
 pub mod config;
 pub mod extensions;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod process;
 pub mod projection;
 pub mod store;
+pub mod sweep;
 
 pub use config::{ConfigError, EndpointConfig, Env, Lookup, ProcessorConfig};
 pub use ingest::{Ingest, Outcome, Reply};

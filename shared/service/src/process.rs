@@ -1,40 +1,49 @@
-//! The processor: the slow work for each queued event, at most once per
-//! `work_key`, whatever the queue does.
+//! The processor: the slow work for each queued event, once per work key and
+//! meaning, whatever the queue does.
 //!
 //! # Once-only
 //!
-//! SQS delivers at least once: a message can arrive twice, two copies can run
-//! at the same time, and an invocation can die half-way. Each record goes
-//! through a lease on its event record (one conditional write):
+//! SQS delivers at least once, the ack path sends a message for every
+//! delivery (duplicates included) and the outbox may send one twice: the
+//! same event can arrive many times, two copies can run at once, and an
+//! invocation can die half-way. Each event's work has one work record,
+//! keyed by its work key and the digest of its meaning:
 //!
-//! - new event, or a failed attempt, or a holder whose lease has lapsed: the
-//!   caller takes the lease (a lapsed one is a takeover, counted);
-//! - work already completed: the message is acknowledged, nothing runs;
-//! - a live holder: this copy is reported failed and retried later by SQS,
-//!   by when the holder has completed (then: acknowledged) or died (then: its
-//!   lease lapses and the retry takes over).
+//! - A copy whose work record says processed is acknowledged; nothing runs.
+//! - An extension's work (a team's side effects) runs under a lease on the
+//!   work record (one conditional write): a live holder makes a second copy
+//!   fail and come back later; a dead holder's lease lapses and the next copy
+//!   takes over. Only the holder completes or releases it, and the lease is
+//!   longer than the processing deadline, so a live holder never loses it.
+//! - The built-in work is idempotent by construction (monotonic,
+//!   version-checked projection writes; derived orders are create-only), so
+//!   an event that no extension claims needs no lease: the work runs, then
+//!   one conditional write records it done unless another copy did first.
+//!   Two copies at once both run it, to the same result.
+//! - A second meaning for a recorded work key (a conflict) is other work:
+//!   both bodies are logged and processed, and the projection orders them by
+//!   the provider's own time; the pair is recorded for operators.
 //!
-//! Only the holder completes or releases the lease (the writes are conditional
-//! on the owner), so a duplicate never clears a lease it does not hold. The
-//! lease lasts longer than the processor's timeout, so a live holder never
-//! loses it. The built-in work is idempotent by construction (monotonic,
-//! version-checked projection writes; derived orders are create-only), so a
-//! takeover after a death re-runs it harmlessly; the extension runs last and
-//! receives the event's id to make its own side effects idempotent.
+//! The event log entry is written before the work, so a crash leaves the
+//! body logged and the retry writes the same entry again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use terima_core::message::DecodeError;
-use terima_core::{Clock, Inspected, QueueMessage, Timestamp, inspect};
-use tracing::{Instrument, error, info, info_span, warn};
+use terima_core::{
+    BodyRef, Clock, Inspected, QueueMessage, Timestamp, TypedEvent, Update, inspect,
+};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::ProcessorConfig;
 use crate::metrics::{Metric, Metrics};
-use crate::projection::{Update, follow_ups, merge, updates};
+use crate::projection::merge;
 use crate::store::{
-    BackendError, EventRecord, EventStore, Lease, LeaseRequest, ResourceState, event_id,
+    BackendError, Blobs, ConflictRecord, Effect, EventRecord, EventStore, Lease, LeaseRequest,
+    ResourceState, WorkKey, WorkRecord, WorkStatus,
 };
 
 /// How many times a projection write is retried when another writer changed
@@ -43,21 +52,32 @@ const PROJECTION_RETRIES: usize = 8;
 
 /// What the extension sees of one event.
 pub struct WorkContext<'a> {
-    /// `<provider>:<work_key>`: stable across retries, for idempotent side
-    /// effects.
+    /// The event record's id: stable across retries of this work, for
+    /// idempotent side effects.
     pub event_id: &'a str,
     pub message: &'a QueueMessage,
     pub event: &'a Inspected,
     pub attempt: u32,
 }
 
+impl WorkContext<'_> {
+    /// The full typed view of the event.
+    pub fn typed(&self) -> TypedEvent {
+        self.event.typed()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ExtensionError(pub String);
 
-/// A team's own work per event, run after the built-in work under the same
-/// once-only lease.
+/// A team's own work per event, run after the built-in work under a lease so
+/// that it runs once.
 pub trait Extension: Send + Sync {
+    /// Whether this event has work for the extension. Events it does not
+    /// claim take the lease-free path (one write less).
+    fn applies(&self, event: &Inspected) -> bool;
+
     fn handle(
         &self,
         ctx: &WorkContext<'_>,
@@ -66,6 +86,10 @@ pub trait Extension: Send + Sync {
 
 /// No extension.
 impl Extension for () {
+    fn applies(&self, _: &Inspected) -> bool {
+        false
+    }
+
     async fn handle(&self, _: &WorkContext<'_>) -> Result<(), ExtensionError> {
         Ok(())
     }
@@ -73,9 +97,18 @@ impl Extension for () {
 
 /// Two extensions, run in order.
 impl<A: Extension, B: Extension> Extension for (A, B) {
+    fn applies(&self, event: &Inspected) -> bool {
+        self.0.applies(event) || self.1.applies(event)
+    }
+
     async fn handle(&self, ctx: &WorkContext<'_>) -> Result<(), ExtensionError> {
-        self.0.handle(ctx).await?;
-        self.1.handle(ctx).await
+        if self.0.applies(ctx.event) {
+            self.0.handle(ctx).await?;
+        }
+        if self.1.applies(ctx.event) {
+            self.1.handle(ctx).await?;
+        }
+        Ok(())
     }
 }
 
@@ -92,10 +125,16 @@ pub enum Processed {
 pub enum ProcessError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error("the stored body {key} is missing")]
+    BodyMissing { key: String },
+    #[error("the stored body {key} does not match its digest")]
+    BodyCorrupt { key: String },
     #[error("queued body cannot be read as a {provider} event: {detail}")]
     Unreadable { provider: String, detail: String },
     #[error("another invocation holds the lease until {until}")]
     Busy { until: i64 },
+    #[error("the work did not finish within {0:?}, before its lease could lapse")]
+    Deadline(Duration),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("extension failed: {0}")]
@@ -106,8 +145,10 @@ impl ProcessError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Decode(_) => "undecodable",
+            Self::BodyMissing { .. } | Self::BodyCorrupt { .. } => "body",
             Self::Unreadable { .. } => "unreadable",
             Self::Busy { .. } => "busy",
+            Self::Deadline(_) => "deadline",
             Self::Backend(_) => "backend",
             Self::Extension(_) => "extension",
         }
@@ -120,9 +161,10 @@ pub struct Record {
     pub body: String,
 }
 
-pub struct Processor<S, E = ()> {
+pub struct Processor<S, B, E = ()> {
     config: ProcessorConfig,
     store: S,
+    blobs: B,
     extension: E,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -130,10 +172,11 @@ pub struct Processor<S, E = ()> {
     attempts: AtomicU64,
 }
 
-impl<S: EventStore, E: Extension> Processor<S, E> {
+impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
     pub fn new(
         config: ProcessorConfig,
         store: S,
+        blobs: B,
         extension: E,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
@@ -143,6 +186,7 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
         Self {
             config,
             store,
+            blobs,
             extension,
             clock,
             metrics,
@@ -153,6 +197,10 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
     }
 
     /// Processes a batch with bounded concurrency and returns the ids of the
@@ -179,7 +227,7 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
         let result = self.process_inner(body).await;
         match &result {
             Ok(Processed::Done) => {}
-            Ok(Processed::AlreadyDone) => info!("already processed; acknowledged"),
+            Ok(Processed::AlreadyDone) => debug!("already processed; acknowledged"),
             Err(e @ ProcessError::Busy { .. }) => {
                 info!(detail = %e, "in progress elsewhere; will retry")
             }
@@ -188,23 +236,125 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
         result
     }
 
-    async fn process_inner(&self, body: &str) -> Result<Processed, ProcessError> {
-        let message = QueueMessage::decode(body)?;
-        let provider = message.provider;
-        let event =
-            inspect(provider, &message.header_map(), message.body.as_bytes()).map_err(|e| {
-                ProcessError::Unreadable {
-                    provider: provider.to_string(),
-                    detail: e.to_string(),
+    async fn body_of(&self, message: &QueueMessage) -> Result<Vec<u8>, ProcessError> {
+        match &message.body {
+            BodyRef::Inline { text } => Ok(text.as_bytes().to_vec()),
+            BodyRef::Stored { key, .. } => {
+                let bytes = self
+                    .blobs
+                    .get(key)
+                    .await?
+                    .ok_or_else(|| ProcessError::BodyMissing { key: key.clone() })?;
+                if terima_core::message::sha256_hex(&bytes) != message.body_sha256 {
+                    return Err(ProcessError::BodyCorrupt { key: key.clone() });
                 }
-            })?;
+                Ok(bytes)
+            }
+        }
+    }
+
+    async fn process_inner(&self, text: &str) -> Result<Processed, ProcessError> {
+        let message = QueueMessage::decode(text)?;
+        let provider = message.provider;
+        let body = self.body_of(&message).await?;
+        let inspected = inspect(provider, &message.header_map(), &body).map_err(|e| {
+            ProcessError::Unreadable {
+                provider: provider.to_string(),
+                detail: e.to_string(),
+            }
+        })?;
+        let key = WorkKey::of(&message);
+        let recorded = self
+            .store
+            .works(provider, &key.resource, &key.work_key)
+            .await?;
+        if recorded
+            .iter()
+            .any(|w| w.key.digest == key.digest && w.status == WorkStatus::Processed)
+        {
+            self.metrics
+                .count(provider, Metric::DuplicateDelivery, None);
+            return Ok(Processed::AlreadyDone);
+        }
+        let event = EventRecord::from_message(&message);
+        if let Some(first) = recorded.iter().find(|w| w.key.digest != key.digest)
+            && !recorded.iter().any(|w| w.key.digest == key.digest)
+        {
+            warn!(event_type = %message.event_type, first = %first.event_id, second = %event.id, "conflict: one work key with two meanings; both are processed");
+            self.store
+                .record_conflict(&ConflictRecord {
+                    provider,
+                    resource: key.resource.clone(),
+                    work_key: key.work_key.clone(),
+                    first_event_id: first.event_id.clone(),
+                    second_event_id: event.id.clone(),
+                    detected_at: Timestamp::from_unix_millis(self.clock.now_millis()),
+                })
+                .await?;
+        }
+        let deadline =
+            Duration::from_millis(u64::try_from(self.config.deadline_millis()).unwrap_or(u64::MAX));
+        if self.extension.applies(&inspected) {
+            self.with_lease(&message, &inspected, &event, deadline)
+                .await
+        } else {
+            self.without_lease(&message, &inspected, &event, deadline)
+                .await
+        }
+    }
+
+    /// The built-in work only: idempotent, so no lease.
+    async fn without_lease(
+        &self,
+        message: &QueueMessage,
+        inspected: &Inspected,
+        event: &EventRecord,
+        deadline: Duration,
+    ) -> Result<Processed, ProcessError> {
+        let provider = message.provider;
+        let work = async {
+            self.store.log(event).await?;
+            self.project(inspected, &event.id).await
+        };
+        let effect = match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(effect)) => effect,
+            Ok(Err(e)) => return Err(self.failed(event, None, e).await),
+            Err(_) => {
+                return Err(self
+                    .failed(event, None, ProcessError::Deadline(deadline))
+                    .await);
+            }
+        };
+        let mut record = WorkRecord::new(event);
+        record.status = WorkStatus::Processed;
+        record.attempts = 1;
+        record.processed_at = Some(Timestamp::from_unix_millis(self.clock.now_millis()));
+        record.effect = Some(effect);
+        if !self.store.finish(&record).await? {
+            self.metrics
+                .count(provider, Metric::DuplicateDelivery, None);
+            return Ok(Processed::AlreadyDone);
+        }
+        self.done(message, effect, 1);
+        Ok(Processed::Done)
+    }
+
+    /// Built-in work and the extension's, under a lease.
+    async fn with_lease(
+        &self,
+        message: &QueueMessage,
+        inspected: &Inspected,
+        event: &EventRecord,
+        deadline: Duration,
+    ) -> Result<Processed, ProcessError> {
+        let provider = message.provider;
         let owner = format!(
             "{}-{}",
             self.owner_prefix,
             self.attempts.fetch_add(1, Ordering::Relaxed)
         );
         let request = LeaseRequest {
-            record: EventRecord::from_message(&message),
+            record: WorkRecord::new(event),
             owner: owner.clone(),
             now: self.clock.now_millis(),
             lease_millis: self.config.lease_millis,
@@ -227,92 +377,130 @@ impl<S: EventStore, E: Extension> Processor<S, E> {
                 attempts
             }
         };
-        let id = event_id(provider, &message.work_key);
         let work = async {
-            self.project(&event, &id).await?;
+            self.store.log(event).await?;
+            let effect = self.project(inspected, &event.id).await?;
             let ctx = WorkContext {
-                event_id: &id,
-                message: &message,
-                event: &event,
+                event_id: &event.id,
+                message,
+                event: inspected,
                 attempt,
             };
             self.extension.handle(&ctx).await?;
-            Ok::<(), ProcessError>(())
+            Ok::<Effect, ProcessError>(effect)
         };
-        if let Err(e) = work.await {
-            self.metrics
-                .count(provider, Metric::Failed, Some(e.reason()));
-            // If even the release fails, the lease lapses on its own.
-            if let Err(release) = self
-                .store
-                .fail(provider, &message.work_key, &owner, &e.to_string())
-                .await
-            {
-                error!(detail = %release, "could not record the failure; the lease will lapse");
+        let effect = match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(effect)) => effect,
+            Ok(Err(e)) => return Err(self.failed(event, Some(&owner), e).await),
+            Err(_) => {
+                return Err(self
+                    .failed(event, Some(&owner), ProcessError::Deadline(deadline))
+                    .await);
             }
-            return Err(e);
-        }
+        };
         let now = Timestamp::from_unix_millis(self.clock.now_millis());
         if !self
             .store
-            .complete(provider, &message.work_key, &owner, now)
+            .complete(&event.work_key(), &owner, now, effect)
             .await?
         {
             error!(event_type = %message.event_type, "lease lost before completion: the lease is shorter than the work");
         }
-        info!(
+        self.done(message, effect, attempt);
+        Ok(Processed::Done)
+    }
+
+    /// Records a failed attempt (best effort) and passes the error on.
+    async fn failed(
+        &self,
+        event: &EventRecord,
+        owner: Option<&str>,
+        e: ProcessError,
+    ) -> ProcessError {
+        self.metrics
+            .count(event.provider, Metric::Failed, Some(e.reason()));
+        // If even this fails, a lease lapses on its own and the queue retries.
+        if let Err(release) = self
+            .store
+            .fail(&event.work_key(), owner, &e.to_string())
+            .await
+        {
+            error!(detail = %release, "could not record the failure");
+        }
+        e
+    }
+
+    fn done(&self, message: &QueueMessage, effect: Effect, attempt: u32) {
+        let provider = message.provider;
+        debug!(
             provider = %provider,
             event_type = %message.event_type,
             resource_kind = %message.resource.kind,
             resource_id = %message.resource.id,
             attempt,
+            ?effect,
             "processed"
         );
+        if effect == Effect::Stale {
+            self.metrics
+                .count(provider, Metric::StaleUpdateIgnored, None);
+        }
         self.metrics.count(provider, Metric::Processed, None);
-        Ok(Processed::Done)
     }
 
-    async fn project(&self, event: &Inspected, id: &str) -> Result<(), ProcessError> {
+    /// Applies the provider's projection rules for this event; returns
+    /// whether it changed any resource.
+    async fn project(&self, event: &Inspected, id: &str) -> Result<Effect, ProcessError> {
+        let spec = event.provider.spec();
+        let mut notes = event.notes.clone();
+        let mut effect = Effect::Stale;
         let mut first_state = None;
-        for update in updates(event) {
-            let state = self.apply(event, &update, id).await?;
+        for update in spec.updates(&event.reading, &event.body, &mut notes) {
+            let (state, changed) = self.apply(event, &update, id).await?;
+            if changed {
+                effect = Effect::Applied;
+            }
             first_state.get_or_insert(state);
         }
         if let Some(Some(first)) = first_state {
-            for update in follow_ups(event, &first) {
+            for update in spec.follow_ups(&event.reading, &event.body, &first.fields, &mut notes) {
                 self.apply(event, &update, id).await?;
             }
         }
-        Ok(())
+        if !notes.is_empty() {
+            warn!(
+                provider = %event.provider,
+                event_type = %event.reading.event_type,
+                unread = ?notes,
+                "some fields could not be read; the others were applied"
+            );
+        }
+        Ok(effect)
     }
 
     /// Applies one update with optimistic concurrency; returns the resource's
-    /// state afterwards.
+    /// state afterwards and whether this call changed it.
     async fn apply(
         &self,
         event: &Inspected,
         update: &Update,
         id: &str,
-    ) -> Result<Option<ResourceState>, ProcessError> {
-        let provider = event.event.provider();
+    ) -> Result<(Option<ResourceState>, bool), ProcessError> {
+        let provider = event.provider;
         for _ in 0..PROJECTION_RETRIES {
             let current = self
                 .store
                 .resource(provider, &update.kind, &update.id)
                 .await?;
             let Some(next) = merge(provider, current.as_ref(), update, id) else {
-                if current.is_some() && !update.create_only {
-                    self.metrics
-                        .count(provider, Metric::StaleUpdateIgnored, None);
-                }
-                return Ok(current);
+                return Ok((current, false));
             };
             if self
                 .store
                 .put_resource(&next, current.map(|c| c.version))
                 .await?
             {
-                return Ok(Some(next));
+                return Ok((Some(next), true));
             }
         }
         Err(ProcessError::Backend(BackendError::new(

@@ -46,6 +46,7 @@ async fn a_batch_built_with_zero_concurrency_still_runs() {
             concurrency: 0,
         },
         MemoryStore::new(),
+        MemoryStore::new(),
         (),
         Arc::new(FixedClock(1_706_000_000)),
         Metrics::Silent,

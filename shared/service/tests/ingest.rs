@@ -1,6 +1,6 @@
 //! The ack path over the in-memory backends: what each provider's delivery is
-//! answered, and what is stored and queued for it, including when a backend
-//! fails half-way.
+//! answered, and what is queued, held or quarantined for it, including when a
+//! backend fails half-way.
 
 mod common;
 
@@ -8,25 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    BEBASKIRIM_SECRET, BITESHIP_HEADER, Delivery, ManualClock, NOW, config, delivery, fixture,
-    hmac_hex, ingest, signed, signed_at,
+    BEBASKIRIM_SECRET, BITESHIP_HEADER, Counting, Delivery, MemoryIngest, NOW, config, delivery,
+    drain, fixture, hmac_hex, ingest, ingest_on, processor_on, signed, signed_at,
 };
 use futures_util::future::join_all;
 use http::HeaderMap;
 use serde_json::{Value, json};
-use terima_core::message::sha256_hex;
+use terima_core::message::{INLINE_MESSAGE_LIMIT, sha256_hex};
 use terima_core::providers::{bitbybit, oms};
 use terima_core::verify::FixedClock;
-use terima_core::{Provider, QueueMessage};
-use terima_service::config::DEFAULT_DEDUP_TTL_SECS;
+use terima_core::{BodyRef, Provider, QueueMessage};
 use terima_service::faults::{Fault, FaultPlan, Faulty};
 use terima_service::memory::MemoryStore;
-use terima_service::process::Processed;
-use terima_service::{Ingest, Metrics, Processor, ProcessorConfig, Reply};
+use terima_service::store::{EventLog, QuarantinedBody, WorkStatus};
+use terima_service::sweep::sweep;
+use terima_service::{Ingest, Metrics, Reply};
 
 /// The delivery each provider is exercised with, where the test does not care
 /// which event it is. Biteship's carries `updated_at`, so a body edit keeps
-/// its dedup key.
+/// its key.
 fn sample(provider: Provider) -> Delivery {
     match provider {
         Provider::BebasKirim => delivery(provider, "order.packed"),
@@ -74,44 +74,41 @@ fn assert_reply(reply: &Reply, status: u16, label: &str, request_id: &str) {
 
 fn assert_nothing_stored(store: &MemoryStore, why: &str) {
     assert!(store.queued().is_empty(), "{why}: something was queued");
+    assert_eq!(store.held_count(), 0, "{why}: something was held");
     assert!(
-        store.dedup_records().is_empty(),
-        "{why}: a dedup record was written"
+        store.quarantine_records().is_empty(),
+        "{why}: something was quarantined"
     );
-    assert_eq!(store.conflicts(), 0, "{why}: a conflict was recorded");
+    assert!(store.work_records().is_empty(), "{why}: work was recorded");
 }
 
-/// Every queued message is a copy of one event, so the processor absorbs them.
-fn assert_copies_of_one_event(queued: &[QueueMessage]) {
-    let first = queued.first().expect("at least one message queued");
-    for message in queued {
-        assert_eq!(message.work_key, first.work_key);
-        assert_eq!(message.dedup_key, first.dedup_key);
-        assert_eq!(message.body_sha256, first.body_sha256);
-    }
+async fn send(endpoint: &MemoryIngest, d: &Delivery, request_id: &str) -> Reply {
+    endpoint.handle(&d.headers, &d.body, request_id).await
 }
 
 #[tokio::test]
-async fn a_fresh_delivery_is_accepted_with_one_message_and_one_dedup_record() {
+async fn a_fresh_delivery_is_accepted_with_one_message_and_nothing_else() {
     for provider in Provider::ALL {
         let endpoint = ingest(provider, &[]);
         let d = sample(provider);
 
-        let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+        let reply = send(&endpoint, &d, "req-1").await;
 
-        assert_eq!(reply.status, 200, "{provider}: {}", reply.body);
         assert_eq!(
             json_of(&reply),
             json!({"status": "accepted", "request_id": "req-1"}),
             "{provider}"
         );
+        assert_eq!(reply.status, 200);
         let queued = endpoint.queue().queued();
         assert_eq!(queued.len(), 1, "{provider}");
         let message = &queued[0];
         assert_eq!(message.provider, provider);
         assert_eq!(
             message.body,
-            d.text(),
+            BodyRef::Inline {
+                text: d.text().to_owned()
+            },
             "{provider}: the body is queued exactly as verified"
         );
         assert_eq!(message.body_sha256, sha256_hex(&d.body));
@@ -120,17 +117,9 @@ async fn a_fresh_delivery_is_accepted_with_one_message_and_one_dedup_record() {
         assert!(!message.replay);
         let decoded = QueueMessage::decode(&message.encode()).expect("the queued message decodes");
         assert_eq!(&decoded, message, "{provider}");
-
-        let records = endpoint.store().dedup_records();
-        assert_eq!(records.len(), 1, "{provider}");
-        let record = &records[0];
-        assert_eq!(record.provider, provider);
-        assert_eq!(record.dedup_key, message.dedup_key);
-        assert_eq!(record.event_type, message.event_type);
-        assert_eq!(record.body_sha256, message.body_sha256);
-        assert_eq!(record.expires_at, NOW + DEFAULT_DEDUP_TTL_SECS);
-        assert_eq!(record.request_id, "req-1");
-        assert_eq!(endpoint.store().conflicts(), 0);
+        // The ack path read the work records once and wrote nothing.
+        assert!(endpoint.store().work_records().is_empty());
+        assert_eq!(endpoint.store().held_count(), 0);
     }
 }
 
@@ -138,7 +127,7 @@ async fn a_fresh_delivery_is_accepted_with_one_message_and_one_dedup_record() {
 async fn the_native_event_id_is_the_dedup_key_where_there_is_one() {
     let bb = ingest(Provider::BitByBit, &[]);
     let d = delivery(Provider::BitByBit, "customer.updated");
-    assert_eq!(bb.handle(&d.headers, &d.body, "req-1").await.status, 200);
+    assert_eq!(send(&bb, &d, "req-1").await.status, 200);
     let message = &bb.queue().queued()[0];
     assert_eq!(message.dedup_key, "evt_customer_updated");
     assert_eq!(message.event_type, "customer.updated");
@@ -157,10 +146,7 @@ async fn the_native_event_id_is_the_dedup_key_where_there_is_one() {
 
     let akinon = ingest(Provider::Oms, &[]);
     let d = delivery(Provider::Oms, "package.status.packed");
-    assert_eq!(
-        akinon.handle(&d.headers, &d.body, "req-1").await.status,
-        200
-    );
+    assert_eq!(send(&akinon, &d, "req-1").await.status, 200);
     assert_eq!(
         akinon.queue().queued()[0].dedup_key,
         "aa45e5834125605d357669e258202651"
@@ -168,47 +154,106 @@ async fn the_native_event_id_is_the_dedup_key_where_there_is_one() {
 }
 
 #[tokio::test]
-async fn the_same_delivery_again_is_a_duplicate_and_is_still_queued() {
+async fn a_delivery_of_work_already_done_is_a_duplicate_and_runs_nothing() {
     for provider in Provider::ALL {
-        let endpoint = ingest(provider, &[]);
+        let store = MemoryStore::new();
+        let endpoint = ingest_on(store.clone(), provider, &[]);
+        let counting = Counting::default();
+        let processor = processor_on(store.clone(), counting.clone());
         let d = sample(provider);
         assert_reply(
-            &endpoint.handle(&d.headers, &d.body, "req-1").await,
+            &send(&endpoint, &d, "req-1").await,
             200,
             "accepted",
             "req-1",
         );
+        assert_eq!(drain(&store, &processor).await, 1, "{provider}");
 
-        let again = endpoint.handle(&d.headers, &d.body, "req-2").await;
+        let again = send(&endpoint, &d, "req-2").await;
 
         assert_eq!(
             json_of(&again),
             json!({"status": "duplicate", "request_id": "req-2"}),
             "{provider}"
         );
-        assert_eq!(again.status, 200);
-        // Design note, point 5: the send is under way before the dedup answer
-        // arrives, so a duplicate's message is queued too; the processor's
-        // lease makes the work happen once.
-        let queued = endpoint.queue().queued();
-        assert_eq!(queued.len(), 2, "{provider}");
-        assert_copies_of_one_event(&queued);
-        let records = endpoint.store().dedup_records();
-        assert_eq!(records.len(), 1, "{provider}");
-        assert_eq!(
-            records[0].request_id, "req-1",
-            "{provider}: the first delivery's record is kept"
-        );
-        assert_eq!(endpoint.store().conflicts(), 0);
+        // The send is under way before the read answers, so the copy is
+        // queued too; its work record makes it run nothing.
+        assert_eq!(store.queued().len(), 1, "{provider}");
+        assert_eq!(drain(&store, &processor).await, 0, "{provider}");
+        assert_eq!(counting.total(), 1, "{provider}");
+        assert_eq!(store.work_records().len(), 1, "{provider}");
+    }
+}
+
+/// dj-whisperer stores a failed delivery's payload in a JSON column and
+/// re-serialises it on each retry: on PostgreSQL (jsonb) the keys come back
+/// in another order, with other spacing. Same uuid, same meaning: a
+/// duplicate, not a conflict.
+#[tokio::test]
+async fn an_akinon_retry_with_reordered_keys_is_a_duplicate() {
+    let store = MemoryStore::new();
+    let endpoint = ingest_on(store.clone(), Provider::Oms, &[]);
+    let processor = processor_on(store.clone(), ());
+    let d = sample(Provider::Oms);
+    assert_reply(
+        &send(&endpoint, &d, "req-1").await,
+        200,
+        "accepted",
+        "req-1",
+    );
+    assert_eq!(drain(&store, &processor).await, 1);
+    let value: Value = serde_json::from_slice(&d.body).expect("JSON");
+    let reordered = reverse_keys(&value);
+    let text = serde_json::to_string(&reordered).expect("serialises");
+    assert_ne!(text.as_bytes(), d.body.as_slice(), "other bytes");
+    let retry = resigned(Provider::Oms, &d, &text);
+
+    let reply = send(&endpoint, &retry, "req-2").await;
+
+    assert_reply(&reply, 200, "duplicate", "req-2");
+    assert_eq!(drain(&store, &processor).await, 0);
+    assert!(store.conflict_records().is_empty());
+}
+
+fn reverse_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
+            pairs.reverse();
+            // `Value`'s map sorts its keys: write the reversed order by hand.
+            let inner: Vec<String> = pairs
+                .into_iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), reverse_keys_text(v)))
+                .collect();
+            serde_json::from_str(&format!("{{{}}}", inner.join(", "))).expect("object")
+        }
+        other => other.clone(),
+    }
+}
+
+fn reverse_keys_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
+            pairs.reverse();
+            let inner: Vec<String> = pairs
+                .into_iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), reverse_keys_text(v)))
+                .collect();
+            format!("{{ {} }}", inner.join(" , "))
+        }
+        other => other.to_string(),
     }
 }
 
 #[tokio::test]
-async fn the_same_key_with_another_body_is_a_conflict() {
+async fn the_same_work_with_another_body_is_a_conflict_and_both_are_kept() {
     for provider in Provider::ALL {
-        let endpoint = ingest(provider, &[]);
+        let store = MemoryStore::new();
+        let endpoint = ingest_on(store.clone(), provider, &[]);
+        let processor = processor_on(store.clone(), ());
         let d = sample(provider);
-        // Each edit leaves what the key is made of untouched.
+        // Each edit leaves what the work key is made of untouched.
         let other = match provider {
             Provider::BebasKirim => delivery(provider, "order.packed--extra-fields"),
             Provider::BitByBit => edited(provider, &d, r#"["vip"]"#, r#"["vip", "wholesale"]"#),
@@ -221,43 +266,51 @@ async fn the_same_key_with_another_body_is_a_conflict() {
             Provider::Biteship => edited(provider, &d, "example.com/track", "example.com/lacak"),
         };
         assert_reply(
-            &endpoint.handle(&d.headers, &d.body, "req-1").await,
+            &send(&endpoint, &d, "req-1").await,
             200,
             "accepted",
             "req-1",
         );
+        assert_eq!(drain(&store, &processor).await, 1, "{provider}");
 
-        let reply = endpoint.handle(&other.headers, &other.body, "req-2").await;
+        let reply = send(&endpoint, &other, "req-2").await;
 
         assert_eq!(
             json_of(&reply),
             json!({"status": "conflict", "request_id": "req-2"}),
             "{provider}"
         );
-        assert_eq!(reply.status, 200);
-        assert_eq!(endpoint.store().conflicts(), 1, "{provider}");
-        let records = endpoint.store().dedup_records();
-        assert_eq!(records.len(), 1);
+        // Neither body is dropped: the second is processed as its own work,
+        // logged, and the pair recorded.
+        assert_eq!(drain(&store, &processor).await, 1, "{provider}");
+        let conflicts = store.conflict_records();
+        assert_eq!(conflicts.len(), 1, "{provider}");
+        let logged = store.logged();
+        assert_eq!(logged.len(), 2, "{provider}");
+        let mut bodies: Vec<String> = Vec::new();
+        for id in [&conflicts[0].first_event_id, &conflicts[0].second_event_id] {
+            let view = store.event(id).await.expect("reads").expect("logged");
+            let body = store.body(&view.event).await.expect("reads").expect("kept");
+            bodies.push(String::from_utf8(body).expect("text"));
+        }
         assert_eq!(
-            records[0].body_sha256,
-            sha256_hex(&d.body),
-            "{provider}: the first body's record stays"
+            bodies,
+            vec![d.text().to_owned(), other.text().to_owned()],
+            "{provider}"
         );
-        let queued = endpoint.queue().queued();
-        assert_eq!(queued.len(), 2, "{provider}");
-        assert_eq!(queued[0].dedup_key, queued[1].dedup_key);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_copies_give_one_accepted_and_nineteen_duplicates() {
+async fn twenty_concurrent_copies_are_all_held_and_run_once() {
     for provider in Provider::ALL {
         let store = MemoryStore::new();
-        // A small delay on both backends makes all twenty requests overlap.
+        // A small delay on every backend makes all twenty requests overlap.
         let plan = FaultPlan::new();
         plan.set_delay(Duration::from_millis(5));
         let endpoint = Arc::new(Ingest::new(
             config(provider, &[]),
+            Faulty::new(store.clone(), plan.clone()),
             Faulty::new(store.clone(), plan.clone()),
             Faulty::new(store.clone(), plan),
             Arc::new(FixedClock(NOW)),
@@ -280,26 +333,15 @@ async fn twenty_concurrent_copies_give_one_accepted_and_nineteen_duplicates() {
             .map(|joined| joined.expect("handler task did not panic"))
             .collect();
 
-        let label_count = |label: &str| {
-            replies
-                .iter()
-                .filter(|r| json_of(r)["status"] == label)
-                .count()
-        };
         assert!(
             replies.iter().all(|r| r.status == 200),
             "{provider}: {replies:?}"
         );
-        assert_eq!(label_count("accepted"), 1, "{provider}: {replies:?}");
-        assert_eq!(label_count("duplicate"), 19, "{provider}: {replies:?}");
-        assert_eq!(store.dedup_records().len(), 1, "{provider}");
-        let queued = store.queued();
-        assert_eq!(
-            queued.len(),
-            20,
-            "{provider}: every copy is queued (design note, point 5)"
-        );
-        assert_copies_of_one_event(&queued);
+        assert_eq!(store.queued().len(), 20, "{provider}: every copy is queued");
+        let counting = Counting::default();
+        let processor = processor_on(store.clone(), counting.clone());
+        assert_eq!(drain(&store, &processor).await, 1, "{provider}");
+        assert_eq!(counting.total(), 1, "{provider}: the work ran once");
     }
 }
 
@@ -385,7 +427,7 @@ async fn refused_deliveries_get_a_401_that_does_not_say_why_and_store_nothing() 
         for (case, d) in unauthorized_cases(provider) {
             let endpoint = ingest(provider, &[]);
 
-            let reply = endpoint.handle(&d.headers, &d.body, "req-x").await;
+            let reply = send(&endpoint, &d, "req-x").await;
 
             assert_eq!(reply.status, 401, "{provider}, {case}: {}", reply.body);
             assert_eq!(
@@ -427,40 +469,61 @@ async fn a_signature_within_the_tolerance_is_accepted() {
         NOW - 300,
     );
     assert_reply(
-        &endpoint.handle(&d.headers, &d.body, "req-1").await,
+        &send(&endpoint, &d, "req-1").await,
         200,
         "accepted",
         "req-1",
     );
 }
 
+/// A verified body that cannot be read is kept raw with its reason and
+/// answered 200: a provider that never retries (Biteship) does not lose it,
+/// and it can be read again after a fix.
 #[tokio::test]
-async fn a_verified_body_that_is_not_json_is_a_400_and_stores_nothing() {
+async fn a_verified_body_that_cannot_be_read_is_quarantined_not_refused() {
     for provider in Provider::ALL {
-        for body in [&b"not json at all"[..], b"{\"event\": ", b"\xff\xfe{}"] {
+        let cases: [(&[u8], &str); 4] = [
+            (b"not json at all", "not_json"),
+            (b"{\"event\": ", "not_json"),
+            (b"\xff\xfe{}", "not_utf8"),
+            (br#"{"a": 1, "a": 2}"#, "duplicate_key"),
+        ];
+        for (body, reason) in cases {
             let endpoint = ingest(provider, &[]);
             let d = signed(provider, body, Some(("customer.updated", "evt_1")));
 
-            let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+            let reply = send(&endpoint, &d, "req-1").await;
 
-            assert_reply(&reply, 400, "invalid", "req-1");
-            assert!(
-                json_of(&reply)["error"].is_string(),
+            assert_reply(&reply, 200, "quarantined", "req-1");
+            assert_eq!(
+                json_of(&reply)["reason"],
+                reason,
                 "{provider}: {}",
                 reply.body
             );
-            assert_nothing_stored(endpoint.store(), &format!("{provider}, {body:?}"));
+            assert!(endpoint.queue().queued().is_empty(), "{provider}");
+            let records = endpoint.store().quarantine_records();
+            assert_eq!(records.len(), 1, "{provider}");
+            let record = &records[0];
+            assert_eq!(record.reason, reason);
+            assert_eq!(record.request_id, "req-1");
+            let kept = match &record.body {
+                QuarantinedBody::Text { text } => text.as_bytes().to_vec(),
+                QuarantinedBody::Base64 { base64 } => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(base64)
+                        .expect("base64")
+                }
+                QuarantinedBody::Stored { .. } => panic!("a small body is kept inline"),
+            };
+            assert_eq!(kept, body, "{provider}: kept byte for byte");
         }
     }
 }
 
 #[tokio::test]
-async fn a_body_without_a_required_field_is_a_400() {
-    let bitbybit_no_id = signed(
-        Provider::BitByBit,
-        br#"{"email":"a@example.com"}"#,
-        Some(("customer.updated", "evt_1")),
-    );
+async fn a_body_without_a_routing_fact_is_quarantined_with_its_path() {
     let bitbybit_body = fixture(Provider::BitByBit, "customer.updated");
     let cases: Vec<(Provider, Delivery, &str)> = vec![
         (
@@ -470,12 +533,12 @@ async fn a_body_without_a_required_field_is_a_400() {
                 br#"{"timestamp":"2024-01-20T15:30:00Z","data":{"order_id":"X"}}"#,
                 None,
             ),
-            "event",
+            "$.event",
         ),
         (
             Provider::BebasKirim,
             signed(Provider::BebasKirim, br#"{"event":"order.packed"}"#, None),
-            "data",
+            "$.data",
         ),
         (
             Provider::BebasKirim,
@@ -484,9 +547,17 @@ async fn a_body_without_a_required_field_is_a_400() {
                 br#"{"event":"order.packed","data":{"status":"packed"}}"#,
                 None,
             ),
-            "entity id",
+            "$.data.order_id",
         ),
-        (Provider::BitByBit, bitbybit_no_id, "id"),
+        (
+            Provider::BitByBit,
+            signed(
+                Provider::BitByBit,
+                br#"{"email":"a@example.com"}"#,
+                Some(("customer.updated", "evt_1")),
+            ),
+            "$.id",
+        ),
         (
             Provider::BitByBit,
             signed(
@@ -498,46 +569,31 @@ async fn a_body_without_a_required_field_is_a_400() {
             bitbybit::ID_HEADER,
         ),
         (
-            Provider::BitByBit,
-            signed(
-                Provider::BitByBit,
-                &bitbybit_body,
-                Some(("customer.updated", "evt_1")),
-            )
-            .without(bitbybit::EVENT_HEADER),
-            bitbybit::EVENT_HEADER,
-        ),
-        (
-            Provider::Oms,
-            signed(Provider::Oms, br#"{"payload":{"id":1}}"#, None),
-            "event",
-        ),
-        (
             Provider::Oms,
             signed(
                 Provider::Oms,
                 br#"{"event":{"type":"package.created"},"payload":{"id":1}}"#,
                 None,
             ),
-            "event.uuid",
+            "$.event.uuid",
         ),
         (
             Provider::Oms,
             signed(
                 Provider::Oms,
-                br#"{"event":{"type":"package.created","uuid":"u1"}}"#,
+                br#"{"event":{"type":"package.created","uuid":"u1"},"payload":{"id":{"x":1}}}"#,
                 None,
             ),
-            "payload",
+            "$.payload.id",
         ),
         (
             Provider::Oms,
             signed(
                 Provider::Oms,
-                br#"{"event":{"type":"package.created","uuid":"u1"},"payload":{"number":"P"}}"#,
+                br#"{"event":{"type":"package.created","uuid":"u1"},"payload":{"id":123456789012345678901234567890}}"#,
                 None,
             ),
-            "payload.id",
+            "out of range",
         ),
         (
             Provider::Biteship,
@@ -546,25 +602,20 @@ async fn a_body_without_a_required_field_is_a_400() {
                 br#"{"event":"order.status","status":"picked"}"#,
                 None,
             ),
-            "order_id",
-        ),
-        (
-            Provider::Biteship,
-            signed(Provider::Biteship, br#"{"order_id":"abc"}"#, None),
-            "event",
+            "$.order_id",
         ),
         (
             Provider::Biteship,
             signed(Provider::Biteship, b"[1, 2]", None),
-            "JSON object",
+            "not a JSON object",
         ),
     ];
     for (provider, d, field) in cases {
         let endpoint = ingest(provider, &[]);
 
-        let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+        let reply = send(&endpoint, &d, "req-1").await;
 
-        assert_reply(&reply, 400, "invalid", "req-1");
+        assert_reply(&reply, 200, "quarantined", "req-1");
         let error = json_of(&reply)["error"]
             .as_str()
             .map(str::to_owned)
@@ -573,7 +624,8 @@ async fn a_body_without_a_required_field_is_a_400() {
             error.contains(field),
             "{provider}: expected {field:?} in {error:?}"
         );
-        assert_nothing_stored(endpoint.store(), &format!("{provider}, {field}"));
+        assert!(endpoint.queue().queued().is_empty());
+        assert_eq!(endpoint.store().quarantine_records().len(), 1);
     }
 }
 
@@ -584,7 +636,7 @@ async fn a_body_over_the_limit_is_a_413_before_anything_else() {
         let limit = d.body.len() - 1;
         let endpoint = ingest(provider, &[("TERIMA_MAX_BODY_BYTES", &limit.to_string())]);
 
-        let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+        let reply = send(&endpoint, &d, "req-1").await;
 
         assert_reply(&reply, 413, "too_large", "req-1");
         assert_eq!(
@@ -600,9 +652,48 @@ async fn a_body_over_the_limit_is_a_413_before_anything_else() {
             provider,
             &[("TERIMA_MAX_BODY_BYTES", &d.body.len().to_string())],
         );
-        let reply = at_limit.handle(&d.headers, &d.body, "req-3").await;
+        let reply = send(&at_limit, &d, "req-3").await;
         assert_reply(&reply, 200, "accepted", "req-3");
     }
+}
+
+/// A body too large to travel inline is stored first and the message carries
+/// its key (the claim check); the processor reads it back, byte for byte.
+#[tokio::test]
+async fn a_large_body_travels_by_claim_check_and_is_processed() {
+    let store = MemoryStore::new();
+    let endpoint = ingest_on(store.clone(), Provider::BebasKirim, &[]);
+    let processor = processor_on(store.clone(), ());
+    let d = sample(Provider::BebasKirim);
+    let padding = "x".repeat(INLINE_MESSAGE_LIMIT);
+    let large = resigned(
+        Provider::BebasKirim,
+        &d,
+        &d.text().replacen(
+            "\"data\": {",
+            &format!("\"data\": {{\"notes\": \"{padding}\", "),
+            1,
+        ),
+    );
+
+    assert_reply(
+        &send(&endpoint, &large, "req-1").await,
+        200,
+        "accepted",
+        "req-1",
+    );
+
+    let message = &store.queued()[0];
+    let BodyRef::Stored { key, size } = &message.body else {
+        panic!("a large body is stored, not inlined: {:?}", message.body);
+    };
+    assert_eq!(*size, large.body.len());
+    assert!(message.encode().len() < 2_000, "the message stays small");
+    assert_eq!(store.blob_keys(), vec![key.clone()]);
+    assert_eq!(drain(&store, &processor).await, 1);
+    let logged = &store.logged()[0];
+    let body = store.body(logged).await.expect("reads").expect("kept");
+    assert_eq!(body, large.body);
 }
 
 #[tokio::test]
@@ -671,198 +762,251 @@ async fn an_unknown_event_type_is_accepted_and_queued() {
     for (provider, d, event_type) in cases {
         let endpoint = ingest(provider, &[]);
 
-        let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+        let reply = send(&endpoint, &d, "req-1").await;
 
         assert_reply(&reply, 200, "accepted", "req-1");
         let queued = endpoint.queue().queued();
         assert_eq!(queued.len(), 1, "{provider}");
         assert_eq!(queued[0].event_type, event_type);
-        assert_eq!(endpoint.store().dedup_records().len(), 1);
     }
 }
 
+/// A BitByBit capture replayed within the tolerance: under another delivery
+/// id (the id header is not signed) it is the same work and runs nothing;
+/// relabelled as another name of its kind, the same; relabelled as a
+/// deletion, or as another kind, it does not fit the body and is
+/// quarantined. The resource's state is unchanged either way.
 #[tokio::test]
-async fn a_dedup_record_stops_counting_once_it_expires() {
+async fn bitbybit_relabelled_and_re_id_replays_change_nothing() {
     let store = MemoryStore::new();
-    let clock = ManualClock::at_unix(NOW);
-    let endpoint = Ingest::new(
-        config(Provider::BebasKirim, &[("TERIMA_DEDUP_TTL_SECS", "60")]),
-        store.clone(),
-        store.clone(),
-        Arc::new(clock.clone()),
-        Metrics::Silent,
+    let endpoint = ingest_on(store.clone(), Provider::BitByBit, &[]);
+    let counting = Counting::default();
+    let processor = processor_on(store.clone(), counting.clone());
+    let body = fixture(Provider::BitByBit, "customer.updated");
+    let original = signed(
+        Provider::BitByBit,
+        &body,
+        Some(("customer.updated", "evt_1")),
     );
-    let d = sample(Provider::BebasKirim);
     assert_reply(
-        &endpoint.handle(&d.headers, &d.body, "req-1").await,
+        &send(&endpoint, &original, "req-1").await,
         200,
         "accepted",
         "req-1",
     );
-    clock.advance_secs(59);
-    assert_reply(
-        &endpoint.handle(&d.headers, &d.body, "req-2").await,
-        200,
-        "duplicate",
-        "req-2",
-    );
-    clock.advance_secs(1);
-    assert_reply(
-        &endpoint.handle(&d.headers, &d.body, "req-3").await,
-        200,
-        "accepted",
-        "req-3",
-    );
-    assert_eq!(store.dedup_records()[0].request_id, "req-3");
+    assert_eq!(drain(&store, &processor).await, 1);
+    let story = store
+        .story(Provider::BitByBit, "customer", "cust_abc123")
+        .await
+        .expect("reads");
+    let before = story.state.clone().expect("projected");
+
+    let replays = [
+        (
+            "re-id",
+            signed(
+                Provider::BitByBit,
+                &body,
+                Some(("customer.updated", "evt_forged")),
+            ),
+            "duplicate",
+        ),
+        (
+            "relabel, same kind",
+            signed(
+                Provider::BitByBit,
+                &body,
+                Some(("customer.created", "evt_1")),
+            ),
+            "duplicate",
+        ),
+        (
+            "relabel as a deletion",
+            signed(
+                Provider::BitByBit,
+                &body,
+                Some(("customer.deleted", "evt_2")),
+            ),
+            "quarantined",
+        ),
+        (
+            "relabel as another kind",
+            signed(Provider::BitByBit, &body, Some(("order.updated", "evt_3"))),
+            "quarantined",
+        ),
+    ];
+    for (case, d, label) in replays {
+        let reply = send(&endpoint, &d, case).await;
+        assert_reply(&reply, 200, label, case);
+    }
+    assert_eq!(drain(&store, &processor).await, 0, "no replay ran any work");
+    assert_eq!(counting.total(), 1);
+    let after = store
+        .story(Provider::BitByBit, "customer", "cust_abc123")
+        .await
+        .expect("reads")
+        .state
+        .expect("projected");
+    assert_eq!(after, before, "the state did not change");
+    assert!(!after.deleted);
+    assert_eq!(store.quarantine_records().len(), 2);
 }
 
-/// Which backend an injected fault hits.
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    Store,
-    Queue,
+/// One fault scenario of the ack path: the failing calls of the store (call
+/// 1 is the read, call 2 the outbox write) and of the queue (call 1 is the
+/// send), the answer, and whether the outbox ends up holding the event.
+struct Scenario {
+    name: &'static str,
+    store: &'static [(u64, Fault)],
+    queue: &'static [(u64, Fault)],
+    status: u16,
+    held: bool,
 }
 
-/// Sends `deliveries` in turn to an endpoint whose `target` backend fails its
-/// `fail_call`-th call with `fault`; returns the replies and the shared store.
-async fn with_fault(
-    provider: Provider,
-    target: Target,
-    fail_call: u64,
-    fault: Fault,
-    deliveries: &[&Delivery],
-) -> (Vec<Reply>, MemoryStore) {
-    let store = MemoryStore::new();
-    let plan = FaultPlan::new();
-    plan.fail(fail_call, fault);
-    let clock = Arc::new(FixedClock(NOW));
-    let mut replies = Vec::new();
-    match target {
-        Target::Store => {
-            let faulty = Faulty::new(store.clone(), plan);
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        name: "the send fails: the outbox holds the event",
+        store: &[],
+        queue: &[(1, Fault::Before)],
+        status: 200,
+        held: true,
+    },
+    Scenario {
+        name: "the send lands but its answer is lost: held too (a copy)",
+        store: &[],
+        queue: &[(1, Fault::After)],
+        status: 200,
+        held: true,
+    },
+    Scenario {
+        name: "the read fails: the queue holds the event anyway",
+        store: &[(1, Fault::Before)],
+        queue: &[],
+        status: 200,
+        held: false,
+    },
+    Scenario {
+        name: "the send and the outbox write fail: nothing holds it",
+        store: &[(2, Fault::Before)],
+        queue: &[(1, Fault::Before)],
+        status: 503,
+        held: false,
+    },
+    Scenario {
+        name: "the outbox write lands but its answer is lost: 503, still sent",
+        store: &[(2, Fault::After)],
+        queue: &[(1, Fault::Before)],
+        status: 503,
+        held: true,
+    },
+    Scenario {
+        name: "the read and the send fail, the outbox holds it",
+        store: &[(1, Fault::Before)],
+        queue: &[(1, Fault::Before)],
+        status: 200,
+        held: true,
+    },
+];
+
+/// Biteship never retries, so every answer stands alone: a 2xx means the
+/// event is held durably (queue or outbox) and ends up processed once; a 503
+/// only when nothing holds it.
+#[tokio::test]
+async fn the_answer_is_2xx_exactly_when_something_durable_holds_the_event() {
+    for provider in Provider::ALL {
+        for scenario in &SCENARIOS {
+            let why = format!("{provider}, {}", scenario.name);
+            let store = MemoryStore::new();
+            let (store_plan, queue_plan) = (FaultPlan::new(), FaultPlan::new());
+            for (n, fault) in scenario.store {
+                store_plan.fail(*n, *fault);
+            }
+            for (n, fault) in scenario.queue {
+                queue_plan.fail(*n, *fault);
+            }
             let endpoint = Ingest::new(
                 config(provider, &[]),
-                faulty,
+                Faulty::new(store.clone(), store_plan),
+                Faulty::new(store.clone(), queue_plan),
                 store.clone(),
-                clock,
+                Arc::new(FixedClock(NOW)),
                 Metrics::Silent,
             );
-            for (i, d) in deliveries.iter().enumerate() {
-                replies.push(
-                    endpoint
-                        .handle(&d.headers, &d.body, &format!("req-{}", i + 1))
-                        .await,
-                );
-            }
-        }
-        Target::Queue => {
-            let faulty = Faulty::new(store.clone(), plan);
-            let endpoint = Ingest::new(
-                config(provider, &[]),
-                store.clone(),
-                faulty,
-                clock,
-                Metrics::Silent,
-            );
-            for (i, d) in deliveries.iter().enumerate() {
-                replies.push(
-                    endpoint
-                        .handle(&d.headers, &d.body, &format!("req-{}", i + 1))
-                        .await,
-                );
-            }
+            let d = sample(provider);
+
+            let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+
+            assert_eq!(reply.status, scenario.status, "{why}: {}", reply.body);
+            assert_eq!(store.held_count() > 0, scenario.held, "{why}");
+            // What the sweeper and the processor make of it.
+            sweep(&store, &store, Metrics::Silent)
+                .await
+                .expect("sweeps");
+            assert_eq!(store.held_count(), 0, "{why}: the outbox is emptied");
+            let counting = Counting::default();
+            let processor = processor_on(store.clone(), counting.clone());
+            let expected = usize::from(scenario.status == 200 || scenario.held);
+            assert_eq!(drain(&store, &processor).await, expected, "{why}");
+            assert_eq!(counting.total(), expected, "{why}: the work ran once");
         }
     }
-    (replies, store)
 }
 
-/// Runs every queued copy through a processor: the work happens once.
-async fn assert_processed_once(queued: &[QueueMessage]) {
-    let processor = Processor::new(
-        ProcessorConfig {
-            lease_millis: 90_000,
-            concurrency: 4,
-        },
-        MemoryStore::new(),
-        (),
+#[tokio::test]
+async fn a_failed_quarantine_or_claim_check_write_is_a_503() {
+    // The quarantine write fails: nothing keeps the body.
+    let store = MemoryStore::new();
+    let plan = FaultPlan::new();
+    plan.fail(1, Fault::Before);
+    let endpoint = Ingest::new(
+        config(Provider::Biteship, &[]),
+        Faulty::new(store.clone(), plan),
+        store.clone(),
+        store.clone(),
         Arc::new(FixedClock(NOW)),
         Metrics::Silent,
     );
-    let mut done = 0;
-    for message in queued {
-        match processor
-            .process(&message.encode())
-            .await
-            .expect("a queued copy processes")
-        {
-            Processed::Done => done += 1,
-            Processed::AlreadyDone => {}
-        }
-    }
-    assert_eq!(done, 1, "the copies are absorbed");
+    let d = signed(Provider::Biteship, b"not json", None);
+    let reply = endpoint.handle(&d.headers, &d.body, "req-1").await;
+    assert_reply(&reply, 503, "unavailable", "req-1");
+    assert!(store.quarantine_records().is_empty());
+
+    // The blob write of a large body fails: nothing was sent.
+    let store = MemoryStore::new();
+    let plan = FaultPlan::new();
+    plan.fail(1, Fault::Before);
+    let endpoint = Ingest::new(
+        config(Provider::Biteship, &[]),
+        store.clone(),
+        store.clone(),
+        Faulty::new(store.clone(), plan),
+        Arc::new(FixedClock(NOW)),
+        Metrics::Silent,
+    );
+    let base = sample(Provider::Biteship);
+    let padding = "x".repeat(INLINE_MESSAGE_LIMIT);
+    let large = resigned(
+        Provider::Biteship,
+        &base,
+        &base
+            .text()
+            .replacen('{', &format!("{{\"notes\": \"{padding}\", "), 1),
+    );
+    let reply = endpoint.handle(&large.headers, &large.body, "req-1").await;
+    assert_reply(&reply, 503, "unavailable", "req-1");
+    assert!(store.queued().is_empty());
 }
 
 #[tokio::test]
-async fn a_failed_backend_call_is_a_503_and_the_retry_never_loses_the_event() {
-    // (target, fault, what the retry is answered, messages queued in the end)
-    let plans = [
-        // The dedup write never happened: the retry is the first to claim.
-        (Target::Store, Fault::Before, "accepted", 2),
-        // The dedup write happened but its answer was lost.
-        (Target::Store, Fault::After, "duplicate", 2),
-        // Nothing was queued, but the dedup record was written: the retry is
-        // a duplicate, and its own send is what queues the event.
-        (Target::Queue, Fault::Before, "duplicate", 1),
-        // The message was queued but its answer was lost.
-        (Target::Queue, Fault::After, "duplicate", 2),
-    ];
-    for provider in Provider::ALL {
-        for (target, fault, retry_label, queued_count) in plans {
-            let why = format!("{provider}, {target:?} fails {fault:?}");
-            let d = sample(provider);
-
-            let (replies, store) = with_fault(provider, target, 1, fault, &[&d, &d]).await;
-
-            assert_eq!(replies[0].status, 503, "{why}: {}", replies[0].body);
-            assert_eq!(
-                json_of(&replies[0]),
-                json!({"status": "unavailable", "request_id": "req-1"}),
-                "{why}"
-            );
-            assert_reply(&replies[1], 200, retry_label, "req-2");
-            let queued = store.queued();
-            assert_eq!(queued.len(), queued_count, "{why}");
-            assert_copies_of_one_event(&queued);
-            assert_eq!(queued[0].body, d.text(), "{why}");
-            assert_eq!(store.dedup_records().len(), 1, "{why}");
-            assert_processed_once(&queued).await;
-        }
-    }
-}
-
-#[tokio::test]
-async fn a_failed_conflict_write_is_a_503_and_the_retry_records_it() {
-    for provider in Provider::ALL {
-        for (fault, conflicts) in [(Fault::Before, 1), (Fault::After, 2)] {
-            let why = format!("{provider}, record_conflict fails {fault:?}");
-            let d = sample(provider);
-            let other = resigned(
-                provider,
-                &d,
-                &d.text().replacen('}', r#", "note": "edited"}"#, 1),
-            );
-            // Store calls: 1 the first claim, 2 the conflicting claim, 3 its
-            // conflict record.
-            let (replies, store) =
-                with_fault(provider, Target::Store, 3, fault, &[&d, &other, &other]).await;
-
-            assert_reply(&replies[0], 200, "accepted", "req-1");
-            assert_eq!(replies[1].status, 503, "{why}: {}", replies[1].body);
-            assert_reply(&replies[2], 200, "conflict", "req-3");
-            // A conflict whose record's answer was lost is recorded twice: a
-            // list for an operator, where a repeat is harmless.
-            assert_eq!(store.conflicts(), conflicts, "{why}");
-            assert_eq!(store.queued().len(), 3, "{why}");
-        }
-    }
+async fn the_work_record_says_processed_after_the_queue_drains() {
+    let store = MemoryStore::new();
+    let endpoint = ingest_on(store.clone(), Provider::Biteship, &[]);
+    let processor = processor_on(store.clone(), ());
+    let d = sample(Provider::Biteship);
+    send(&endpoint, &d, "req-1").await;
+    drain(&store, &processor).await;
+    let works = store.work_records();
+    assert_eq!(works.len(), 1);
+    assert_eq!(works[0].status, WorkStatus::Processed);
+    assert_eq!(works[0].attempts, 1);
 }

@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use common::{ManualClock, NOW, delivery, queue_message, signed};
 use serde_json::{Value, json};
+use terima_core::providers::bebaskirim::PARTIAL_CANCELLATIONS;
 use terima_core::verify::FixedClock;
-use terima_core::{Clock, Provider, QueueMessage, Timestamp, inspect};
+use terima_core::{
+    BodyRef, Clock, Inspected, Provider, QueueMessage, Resource, Timestamp, inspect,
+};
 use terima_service::extensions::DeliveredNotification;
 use terima_service::faults::{Fault, FaultPlan, Faulty};
 use terima_service::memory::MemoryStore;
 use terima_service::process::{ExtensionError, ProcessError, Processed, WorkContext};
-use terima_service::projection::PARTIAL_CANCELLATIONS;
 use terima_service::store::{
-    BackendError, EventFilter, EventRecord, EventStatus, EventStore, Lease, LeaseRequest,
-    ResourceState,
+    BackendError, ConflictRecord, Effect, EventRecord, EventStore, Lease, LeaseRequest,
+    ResourceState, WorkKey, WorkRecord, WorkStatus,
 };
 use terima_service::{Extension, Metrics, Processor, ProcessorConfig, Record};
 
@@ -58,6 +60,10 @@ impl Counting {
 }
 
 impl Extension for Counting {
+    fn applies(&self, _: &Inspected) -> bool {
+        true
+    }
+
     async fn handle(&self, ctx: &WorkContext<'_>) -> Result<(), ExtensionError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -97,6 +103,19 @@ impl Spy {
 }
 
 impl EventStore for Spy {
+    async fn works(
+        &self,
+        provider: Provider,
+        resource: &Resource,
+        work_key: &str,
+    ) -> Result<Vec<WorkRecord>, BackendError> {
+        self.inner.works(provider, resource, work_key).await
+    }
+
+    async fn log(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.inner.log(event).await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let lease = self.inner.acquire(request).await?;
         self.leases
@@ -108,34 +127,25 @@ impl EventStore for Spy {
 
     async fn complete(
         &self,
-        provider: Provider,
-        work_key: &str,
+        key: &WorkKey,
         owner: &str,
         now: Timestamp,
+        effect: Effect,
     ) -> Result<bool, BackendError> {
-        self.inner.complete(provider, work_key, owner, now).await
+        self.inner.complete(key, owner, now, effect).await
+    }
+
+    async fn finish(&self, record: &WorkRecord) -> Result<bool, BackendError> {
+        self.inner.finish(record).await
     }
 
     async fn fail(
         &self,
-        provider: Provider,
-        work_key: &str,
-        owner: &str,
+        key: &WorkKey,
+        owner: Option<&str>,
         error: &str,
     ) -> Result<bool, BackendError> {
-        self.inner.fail(provider, work_key, owner, error).await
-    }
-
-    async fn event(
-        &self,
-        provider: Provider,
-        work_key: &str,
-    ) -> Result<Option<EventRecord>, BackendError> {
-        self.inner.event(provider, work_key).await
-    }
-
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, BackendError> {
-        self.inner.events(filter).await
+        self.inner.fail(key, owner, error).await
     }
 
     async fn resource(
@@ -154,19 +164,24 @@ impl EventStore for Spy {
     ) -> Result<bool, BackendError> {
         self.inner.put_resource(state, expected).await
     }
+
+    async fn record_conflict(&self, conflict: &ConflictRecord) -> Result<(), BackendError> {
+        self.inner.record_conflict(conflict).await
+    }
 }
 
 fn processor<S: EventStore, E: Extension>(
     store: S,
     extension: E,
     clock: impl Clock + 'static,
-) -> Processor<S, E> {
+) -> Processor<S, MemoryStore, E> {
     Processor::new(
         ProcessorConfig {
             lease_millis: LEASE_MILLIS,
             concurrency: 8,
         },
         store,
+        MemoryStore::new(),
         extension,
         Arc::new(clock),
         Metrics::Silent,
@@ -174,7 +189,7 @@ fn processor<S: EventStore, E: Extension>(
 }
 
 /// A processor with no extension over a fresh memory store.
-fn plain() -> Processor<MemoryStore> {
+fn plain() -> Processor<MemoryStore, MemoryStore> {
     processor(MemoryStore::new(), (), FixedClock(NOW))
 }
 
@@ -195,7 +210,7 @@ async fn message_of(
 }
 
 async fn process_ok<S: EventStore, E: Extension>(
-    processor: &Processor<S, E>,
+    processor: &Processor<S, MemoryStore, E>,
     message: &QueueMessage,
 ) -> Processed {
     processor
@@ -217,12 +232,27 @@ async fn resource<S: EventStore>(
         .unwrap_or_else(|| panic!("no {kind} {id}"))
 }
 
-async fn event_record<S: EventStore>(store: &S, message: &QueueMessage) -> EventRecord {
+/// The work record of a message's event.
+async fn work_record<S: EventStore>(store: &S, message: &QueueMessage) -> WorkRecord {
     store
-        .event(message.provider, &message.work_key)
+        .works(message.provider, &message.resource, &message.work_key)
         .await
         .expect("the memory store answers")
-        .expect("the event is in the log")
+        .into_iter()
+        .find(|w| w.key.digest == message.digest)
+        .expect("the work is recorded")
+}
+
+/// The event id the processor logs a message under.
+fn logged_id(message: &QueueMessage) -> String {
+    EventRecord::from_message(message).id
+}
+
+fn body_text(message: &QueueMessage) -> &str {
+    match &message.body {
+        BodyRef::Inline { text } => text,
+        BodyRef::Stored { .. } => panic!("test messages carry their body"),
+    }
 }
 
 fn bebas_kirim_order(n: usize) -> Value {
@@ -282,10 +312,10 @@ async fn a_batch_with_one_undecodable_message_fails_only_that_one() {
     assert_eq!(failed, vec!["m-4".to_owned()]);
     assert_eq!(messages.len(), 9);
     for message in &messages {
-        let record = event_record(processor.store(), message).await;
+        let record = work_record(processor.store(), message).await;
         assert_eq!(
             record.status,
-            EventStatus::Processed,
+            WorkStatus::Processed,
             "{}",
             message.resource.id
         );
@@ -308,29 +338,34 @@ async fn messages_that_cannot_be_read_fail_with_their_reason() {
     let processor = plain();
     let good = message(Provider::BebasKirim, "order.packed").await;
     let mut tampered = good.clone();
-    tampered.body = tampered.body.replace("BBS-2024-0001", "BBS-2024-9999");
+    tampered.body = BodyRef::Inline {
+        text: body_text(&good).replace("BBS-2024-0001", "BBS-2024-9999"),
+    };
     let mut future_version = good.clone();
-    future_version.v = 2;
+    future_version.v = 3;
     let mut unreadable = good.clone();
-    unreadable.body = r#"{"data": {}}"#.to_owned();
-    unreadable.body_sha256 = terima_core::message::sha256_hex(unreadable.body.as_bytes());
+    unreadable.body = BodyRef::Inline {
+        text: r#"{"data": {}}"#.to_owned(),
+    };
+    unreadable.body_sha256 = terima_core::message::sha256_hex(br#"{"data": {}}"#);
+    let mut lost = good.clone();
+    lost.body = BodyRef::Stored {
+        key: "claim/gone".to_owned(),
+        size: 10,
+    };
 
     for (case, body, reason) in [
         ("not JSON", "garbage".to_owned(), "undecodable"),
         ("digest mismatch", tampered.encode(), "undecodable"),
         ("unknown version", future_version.encode(), "undecodable"),
         ("body no longer an event", unreadable.encode(), "unreadable"),
+        ("stored body missing", lost.encode(), "body"),
     ] {
         let error = processor.process(&body).await.expect_err(case);
         assert_eq!(error.reason(), reason, "{case}: {error}");
     }
-    let logged = processor
-        .store()
-        .events(&EventFilter::default())
-        .await
-        .expect("memory");
     assert!(
-        logged.is_empty(),
+        processor.store().logged().is_empty(),
         "nothing unreadable reaches the event log"
     );
 }
@@ -347,13 +382,10 @@ async fn the_same_message_twice_in_a_row_does_the_work_once() {
         Processed::AlreadyDone
     );
 
-    assert_eq!(
-        extension.runs(),
-        vec![format!("bitbybit:{}", message.work_key)]
-    );
-    let record = event_record(processor.store(), &message).await;
+    assert_eq!(extension.runs(), vec![logged_id(&message)]);
+    let record = work_record(processor.store(), &message).await;
     assert_eq!(record.attempts, 1);
-    assert_eq!(record.status, EventStatus::Processed);
+    assert_eq!(record.status, WorkStatus::Processed);
     assert_eq!(
         record.processed_at,
         Some(Timestamp::from_unix_millis(NOW * 1_000))
@@ -441,7 +473,7 @@ async fn a_dead_holders_lease_is_taken_over_once_it_lapses() {
     // GIVEN an invocation that took the lease for one second and died.
     let taken = store
         .acquire(&LeaseRequest {
-            record: EventRecord::from_message(&message),
+            record: WorkRecord::new(&EventRecord::from_message(&message)),
             owner: "dead-invocation".to_owned(),
             now: clock.now_millis(),
             lease_millis: 1_000,
@@ -464,7 +496,7 @@ async fn a_dead_holders_lease_is_taken_over_once_it_lapses() {
     }
     assert!(extension.runs().is_empty());
     assert_eq!(
-        event_record(&store, &message).await.lease_owner.as_deref(),
+        work_record(&store, &message).await.lease_owner.as_deref(),
         Some("dead-invocation")
     );
 
@@ -478,9 +510,9 @@ async fn a_dead_holders_lease_is_taken_over_once_it_lapses() {
             takeover: true
         })
     );
-    let record = event_record(&store, &message).await;
+    let record = work_record(&store, &message).await;
     assert_eq!(record.attempts, 2);
-    assert_eq!(record.status, EventStatus::Processed);
+    assert_eq!(record.status, WorkStatus::Processed);
     assert_eq!((record.lease_owner, record.lease_until), (None, None));
     assert_eq!(
         record.processed_at,
@@ -510,8 +542,8 @@ async fn a_failing_extension_marks_the_event_failed_and_the_retry_succeeds() {
         .expect_err("the extension fails");
 
     assert!(matches!(error, ProcessError::Extension(_)), "{error:?}");
-    let record = event_record(&store, &message).await;
-    assert_eq!(record.status, EventStatus::Failed);
+    let record = work_record(&store, &message).await;
+    assert_eq!(record.status, WorkStatus::Failed);
     assert!(
         record
             .error
@@ -534,8 +566,8 @@ async fn a_failing_extension_marks_the_event_failed_and_the_retry_succeeds() {
             takeover: false
         })
     );
-    let record = event_record(&store, &message).await;
-    assert_eq!(record.status, EventStatus::Processed);
+    let record = work_record(&store, &message).await;
+    assert_eq!(record.status, WorkStatus::Processed);
     assert_eq!(record.error, None);
     assert_eq!(record.attempts, 2);
     assert_eq!(extension.runs().len(), 1);
@@ -565,12 +597,11 @@ async fn bebas_kirim_shipped_then_a_late_packed_stays_shipped() {
         Timestamp::parse("2024-01-20T18:00:00Z").ok()
     );
     assert_eq!(order.version, 1, "the late event changed nothing");
-    assert_eq!(order.last_event, format!("bebaskirim:{}", shipped.work_key));
-    // The late event is still in the log, processed.
-    assert_eq!(
-        event_record(processor.store(), &packed).await.status,
-        EventStatus::Processed
-    );
+    assert_eq!(order.last_event, logged_id(&shipped));
+    // The late event is still in the log, processed, and marked stale.
+    let late = work_record(processor.store(), &packed).await;
+    assert_eq!(late.status, WorkStatus::Processed);
+    assert_eq!(late.effect, Some(Effect::Stale));
 }
 
 #[tokio::test]
@@ -775,22 +806,20 @@ async fn bebas_kirim_a_partial_cancellation_derives_an_order_with_the_remaining_
 
 #[tokio::test]
 async fn bebas_kirim_the_same_cancellation_twice_derives_one_order() {
-    let clock = ManualClock::at_unix(NOW);
     let store = MemoryStore::new();
     let plan = FaultPlan::new();
-    // Calls: 1 acquire, 2-3 the original order, 4-5 the derived one,
-    // 6 complete. The completion never reaches the store, as if the
-    // invocation died after the work.
-    plan.fail(6, Fault::Before);
-    let processor = processor(Faulty::new(store.clone(), plan), (), clock.clone());
+    // Calls: 1 the work records, 2 the log entry, 3-4 the original order,
+    // 5-6 the derived one, 7 the completion. The completion never reaches
+    // the store, as if the invocation died after the work.
+    plan.fail(7, Fault::Before);
+    let processor = processor(Faulty::new(store.clone(), plan), (), FixedClock(NOW));
     let cancel = message(Provider::BebasKirim, "order_cancel_partial").await;
 
     match processor.process(&cancel.encode()).await {
-        Err(ProcessError::Backend(e)) => assert_eq!(e.operation, "complete"),
+        Err(ProcessError::Backend(e)) => assert_eq!(e.operation, "finish"),
         other => panic!("expected the completion to fail, got {other:?}"),
     }
-    // The retry takes the lapsed lease over and runs the work again.
-    clock.advance_millis(LEASE_MILLIS);
+    // The retry runs the work again: it changes nothing this time.
     assert_eq!(process_ok(&processor, &cancel).await, Processed::Done);
     // And a plain duplicate afterwards does nothing.
     assert_eq!(
@@ -798,10 +827,12 @@ async fn bebas_kirim_the_same_cancellation_twice_derives_one_order() {
         Processed::AlreadyDone
     );
 
-    let record = event_record(&store, &cancel).await;
+    let record = work_record(&store, &cancel).await;
+    assert_eq!(record.status, WorkStatus::Processed);
     assert_eq!(
-        (record.attempts, record.status),
-        (2, EventStatus::Processed)
+        record.effect,
+        Some(Effect::Stale),
+        "the re-run changed nothing"
     );
     let original = resource(&store, Provider::BebasKirim, "order", "ORD-2024-001").await;
     assert_eq!(
@@ -900,23 +931,16 @@ async fn the_delivered_notification_applies_only_to_biteship_delivered_statuses(
         let event = inspect(
             message.provider,
             &message.header_map(),
-            message.body.as_bytes(),
+            body_text(message).as_bytes(),
         )
         .expect("readable");
-        let id = format!("{}:{}", message.provider, message.work_key);
-        let ctx = WorkContext {
-            event_id: &id,
-            message,
-            event: &event,
-            attempt: 1,
-        };
         assert_eq!(
-            DeliveredNotification::applies(&ctx),
+            DeliveredNotification.applies(&event),
             *applies,
             "{} {} {:?}",
             message.provider,
             message.event_type,
-            event.status
+            event.reading.status
         );
     }
     // As a processor's extension, after a counting one, it never fails the work.
@@ -932,12 +956,9 @@ async fn the_delivered_notification_applies_only_to_biteship_delivered_statuses(
     assert_eq!(counting.runs().len(), cases.len());
 }
 
-/// Known bug, reported rather than fixed (the fix needs a time per attribute
-/// in `ResourceState`): an attribute-only event (an AWB) is placed against
-/// the time of the order's *status*, so an AWB change that is not later than
-/// the latest status change is dropped once an older AWB is known. Here the
-/// deliveries even arrive in order; `order.in_process` and `awb.changed` carry
-/// the same time (16:00).
+/// An attribute-only event (an AWB) is placed by its own time, not against
+/// the order's status: `order.in_process` and `awb.changed` carry the same
+/// time (16:00), and the newer AWB still wins.
 #[tokio::test]
 async fn bebas_kirim_the_newest_awb_wins_whatever_the_status_times() {
     let processor = plain();
@@ -956,4 +977,190 @@ async fn bebas_kirim_the_newest_awb_wins_whatever_the_status_times() {
         order.fields["awb_number"], "AWB-2024-002",
         "awb.changed (16:00) is newer than awb.generated (15:30)"
     );
+}
+
+/// Only an event that carries a status moves the status clock: a status-less
+/// `awb.changed` at 16:00 does not make a `to_process` at 15:30 look late.
+#[tokio::test]
+async fn bebas_kirim_a_status_less_awb_event_does_not_move_the_status_clock() {
+    let processor = plain();
+    let body = |event: &str, status: &str, at: &str| {
+        json!({
+            "event": event,
+            "timestamp": at,
+            "tenant_id": "TEN-2024-001",
+            "data": {
+                "order_id": "ORD-C-1",
+                "order_number": "BBS-C-1",
+                "awb_number": if event.starts_with("awb") { "AWB-9" } else { "" },
+                "status": status,
+                "updated_at": at
+            }
+        })
+    };
+    for (event, status, at) in [
+        ("order.draft", "draft", "2024-01-20T15:00:00Z"),
+        ("awb.changed", "changed", "2024-01-20T16:00:00Z"),
+        ("order.to_process", "to_process", "2024-01-20T15:30:00Z"),
+    ] {
+        let m = message_of(Provider::BebasKirim, &body(event, status, at), None).await;
+        assert_eq!(process_ok(&processor, &m).await, Processed::Done);
+    }
+    let order = resource(processor.store(), Provider::BebasKirim, "order", "ORD-C-1").await;
+    assert_eq!(order.status.as_deref(), Some("to_process"));
+    assert_eq!(
+        order.updated_at,
+        Timestamp::parse("2024-01-20T15:30:00Z").ok()
+    );
+    assert_eq!(order.fields["awb_number"], "AWB-9");
+}
+
+/// A status that comes back (a failed drop-off attempt) wins when it carries
+/// a newer time, whatever the documented order says.
+#[tokio::test]
+async fn biteship_a_status_that_comes_back_with_a_newer_time_wins() {
+    let processor = plain();
+    for (status, at) in [
+        ("dropping_off", "2024-02-02T09:00:00.000Z"),
+        ("on_hold", "2024-02-02T11:00:00.000Z"),
+        ("dropping_off", "2024-02-02T15:00:00.000Z"),
+    ] {
+        let m = message_of(Provider::Biteship, &biteship_status(status, Some(at)), None).await;
+        assert_eq!(
+            process_ok(&processor, &m).await,
+            Processed::Done,
+            "{status} {at}"
+        );
+    }
+    let order = resource(
+        processor.store(),
+        Provider::Biteship,
+        "order",
+        BITESHIP_ORDER,
+    )
+    .await;
+    assert_eq!(order.status.as_deref(), Some("dropping_off"));
+    assert_eq!(
+        order.updated_at,
+        Timestamp::parse("2024-02-02T15:00:00.000Z").ok()
+    );
+    // Delivered late with an older time does not undo it.
+    let late = message_of(
+        Provider::Biteship,
+        &biteship_status("on_hold", Some("2024-02-02T12:00:00.000Z")),
+        None,
+    )
+    .await;
+    process_ok(&processor, &late).await;
+    let order = resource(
+        processor.store(),
+        Provider::Biteship,
+        "order",
+        BITESHIP_ORDER,
+    )
+    .await;
+    assert_eq!(order.status.as_deref(), Some("dropping_off"));
+}
+
+/// One odd field the event does not route on costs nothing: a numeric phone
+/// and a null name leave the status, the keys and the other attributes.
+#[tokio::test]
+async fn biteship_a_numeric_phone_and_a_null_name_keep_the_status() {
+    let processor = plain();
+    let mut body = biteship_status("picked", None);
+    body["courier_driver_phone"] = json!(6281234567890_i64);
+    body["courier_driver_name"] = Value::Null;
+    body["courier_driver_plate_number"] = "B 1234 XYZ".into();
+    let m = message_of(Provider::Biteship, &body, None).await;
+    assert!(
+        !m.dedup_key.contains("1234"),
+        "no plate in a key: {}",
+        m.dedup_key
+    );
+    assert!(
+        !m.dedup_key.starts_with("sha256:"),
+        "a readable key, not a digest: {}",
+        m.dedup_key
+    );
+
+    process_ok(&processor, &m).await;
+
+    let order = resource(
+        processor.store(),
+        Provider::Biteship,
+        "order",
+        BITESHIP_ORDER,
+    )
+    .await;
+    assert_eq!(order.status.as_deref(), Some("picked"));
+    assert_eq!(order.fields["courier_company"], "jne");
+    assert_eq!(order.fields["order_price"], 15_000);
+}
+
+/// A partial cancellation whose line has an odd field still derives the
+/// order, with what could be read.
+#[tokio::test]
+async fn bebas_kirim_an_odd_line_field_still_derives_the_order() {
+    let processor = plain();
+    let m = message_of(
+        Provider::BebasKirim,
+        &json!({
+            "event": "order_cancel_partial",
+            "timestamp": "2024-01-20T15:30:00Z",
+            "tenant_id": "TEN-2024-001",
+            "data": {
+                "order_id": "ORD-D-1",
+                "order_number": "BBS-D-1",
+                "status": "partial_cancelled",
+                "cancelled_items": [{"sku": "A", "quantity": 1, "price": {"amount": 5}}],
+                "remaining_items": [{"sku": "B", "quantity": "2", "price": 75000.0}],
+                "updated_at": "2024-01-20T15:30:00Z"
+            }
+        }),
+        None,
+    )
+    .await;
+    process_ok(&processor, &m).await;
+    let derived = resource(
+        processor.store(),
+        Provider::BebasKirim,
+        "order",
+        "ORD-D-1-1",
+    )
+    .await;
+    assert_eq!(derived.fields["total_amount"], 150_000);
+    assert_eq!(derived.fields["order_number"], "BBS-D-1-1");
+}
+
+/// Two meanings of one work key (same time, same event) are both processed;
+/// the state is the same whichever arrives first: the provider's time ties,
+/// and the documented order of statuses decides.
+#[tokio::test]
+async fn a_conflict_ends_in_the_same_state_in_either_order() {
+    let body = |status: &str| {
+        json!({
+            "event": "order.packed",
+            "timestamp": "2024-01-20T16:30:00Z",
+            "tenant_id": "TEN-2024-001",
+            "data": {"order_id": "ORD-E-1", "status": status, "updated_at": "2024-01-20T16:30:00Z"}
+        })
+    };
+    let packed = message_of(Provider::BebasKirim, &body("packed"), None).await;
+    let shipped = message_of(Provider::BebasKirim, &body("shipped"), None).await;
+    assert_eq!(packed.work_key, shipped.work_key);
+    assert_ne!(packed.digest, shipped.digest);
+    for order in [[&packed, &shipped], [&shipped, &packed]] {
+        let processor = plain();
+        for m in order {
+            assert_eq!(process_ok(&processor, m).await, Processed::Done);
+        }
+        let state = resource(processor.store(), Provider::BebasKirim, "order", "ORD-E-1").await;
+        assert_eq!(state.status.as_deref(), Some("shipped"));
+        assert_eq!(processor.store().conflict_records().len(), 1);
+        assert_eq!(
+            processor.store().logged().len(),
+            2,
+            "both bodies are logged"
+        );
+    }
 }

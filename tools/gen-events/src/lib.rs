@@ -588,10 +588,9 @@ pub fn queue_message(
     let received_at = Timestamp::from_unix_millis(SIGNED_AT * 1_000 + 250 + index * 1_000);
     let request_id = uuid_from(&format!(
         "lambda-request/{provider}/{}",
-        inspected.event_type
+        inspected.reading.event_type
     ));
     Ok(QueueMessage::new(
-        provider,
         &inspected,
         &map,
         body,

@@ -128,7 +128,7 @@ fn every_provider_event_verifies_and_reads_as_named() {
         assert!(verified.is_ok(), "{}: {verified:?}", d.file);
         let inspected =
             inspect(d.provider, &d.headers, &d.body).unwrap_or_else(|e| panic!("{}: {e}", d.file));
-        assert_eq!(inspected.event_type, d.event_type, "{}", d.file);
+        assert_eq!(inspected.reading.event_type, d.event_type, "{}", d.file);
     }
 }
 
@@ -152,6 +152,7 @@ async fn every_provider_event_is_accepted_by_the_ack_path() {
         let store = MemoryStore::new();
         let ingest = Ingest::new(
             config(d.provider),
+            store.clone(),
             store.clone(),
             store.clone(),
             Arc::new(FixedClock(gen_events::SIGNED_AT)),

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use terima_aws::{DynamoStore, SqsQueue};
+use terima_aws::{DynamoStore, S3Blobs, SqsQueue};
 use terima_core::{Provider, QueueMessage, SystemClock};
-use terima_service::{EndpointConfig, Ingest, Metrics};
+use terima_service::config::DEFAULT_RETENTION_DAYS;
+use terima_service::{EndpointConfig, Ingest, Metrics, Processor, ProcessorConfig};
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -60,9 +61,11 @@ pub struct Backends {
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
     pub table: String,
     pub queue_url: String,
     pub dlq_url: String,
+    pub bucket: String,
 }
 
 impl Backends {
@@ -72,8 +75,24 @@ impl Backends {
         let sdk = sdk_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
         let table = unique("terima");
         create_table(&dynamodb, &table).await;
+        let bucket = unique("terima-bodies").to_ascii_lowercase();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::ApSoutheast3)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create bucket");
         let dlq_url = sqs
             .create_queue()
             .queue_name(unique("terima-dlq"))
@@ -111,14 +130,21 @@ impl Backends {
             sdk,
             dynamodb,
             sqs,
+            s3,
             table,
             queue_url,
             dlq_url,
+            bucket,
         }
     }
 
     pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(self.dynamodb.clone(), &self.table)
+        DynamoStore::new(self.dynamodb.clone(), &self.table, DEFAULT_RETENTION_DAYS)
+            .with_blobs(self.blobs())
+    }
+
+    pub fn blobs(&self) -> S3Blobs {
+        S3Blobs::new(self.s3.clone(), &self.bucket)
     }
 
     pub fn queue(&self) -> SqsQueue {
@@ -185,6 +211,8 @@ impl Backends {
     }
 }
 
+/// The table as `template.yaml` declares it: `pk`/`sk`, TTL on `expires_at`,
+/// no secondary index.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
     let attr = |name: &str| {
         AttributeDefinition::builder()
@@ -200,33 +228,14 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
             .build()
             .expect("key")
     };
-    let index = |name: &str| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(&format!("{name}pk"), KeyType::Hash))
-            .key_schema(key(&format!("{name}sk"), KeyType::Range))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .expect("index")
-    };
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr("pk"))
         .attribute_definitions(attr("sk"))
-        .attribute_definitions(attr("gsi1pk"))
-        .attribute_definitions(attr("gsi1sk"))
-        .attribute_definitions(attr("gsi2pk"))
-        .attribute_definitions(attr("gsi2sk"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(index("gsi1"))
-        .global_secondary_indexes(index("gsi2"))
         .send()
         .await
         .expect("create table");
@@ -257,14 +266,53 @@ pub fn test_env(overrides: &[(&str, &str)]) -> impl terima_service::Lookup + use
     move |name: &str| vars.get(name).cloned().filter(|v| !v.is_empty())
 }
 
-pub fn ingest<S: terima_service::store::DedupStore, Q: terima_service::store::Queue>(
+pub fn ingest<S, Q, B>(
     provider: Provider,
     store: S,
     queue: Q,
+    blobs: B,
     overrides: &[(&str, &str)],
-) -> Ingest<S, Q> {
+) -> Ingest<S, Q, B>
+where
+    S: terima_service::store::AckStore,
+    Q: terima_service::store::Queue,
+    B: terima_service::store::Blobs,
+{
     let config = EndpointConfig::load(provider, &test_env(overrides)).expect("test configuration");
-    Ingest::new(config, store, queue, Arc::new(SystemClock), Metrics::Silent)
+    Ingest::new(
+        config,
+        store,
+        queue,
+        blobs,
+        Arc::new(SystemClock),
+        Metrics::Silent,
+    )
+}
+
+/// The functions' ack path on this test's backends.
+pub type AwsIngest = Ingest<DynamoStore, SqsQueue, S3Blobs>;
+
+pub fn ingest_for(b: &Backends, provider: Provider) -> AwsIngest {
+    ingest(provider, b.store(), b.queue(), b.blobs(), &[])
+}
+
+/// The processor function's code on this test's backends.
+pub fn processor_for<E: terima_service::Extension>(
+    b: &Backends,
+    extension: E,
+    lease_millis: i64,
+) -> Processor<DynamoStore, S3Blobs, E> {
+    Processor::new(
+        ProcessorConfig {
+            lease_millis,
+            concurrency: 8,
+        },
+        b.store(),
+        b.blobs(),
+        extension,
+        Arc::new(SystemClock),
+        Metrics::Silent,
+    )
 }
 
 /// A sample API Gateway event from `events/`, as the function receives it.
@@ -311,10 +359,15 @@ pub fn hmac_hex(secret: &str, parts: &[&[u8]]) -> String {
 }
 
 /// Answers through the function's own handler; returns status and JSON body.
-pub async fn call<S: terima_service::store::DedupStore, Q: terima_service::store::Queue>(
-    ingest: &Ingest<S, Q>,
+pub async fn call<S, Q, B>(
+    ingest: &Ingest<S, Q, B>,
     request: lambda_http::Request,
-) -> (u16, serde_json::Value) {
+) -> (u16, serde_json::Value)
+where
+    S: terima_service::store::AckStore,
+    Q: terima_service::store::Queue,
+    B: terima_service::store::Blobs,
+{
     let response = terima_aws::lambda::answer(ingest, request).await;
     let status = response.status().as_u16();
     let body: serde_json::Value =

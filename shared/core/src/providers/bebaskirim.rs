@@ -2,14 +2,19 @@
 //! `{event, timestamp, tenant_id, data}` envelope, authenticated by a static
 //! secret in `Authorization`. No event id: the dedup key is derived.
 
+use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::{
-    Id, InspectError, Inspected, Provider, Resource, Rupiah, TypedEvent, body_digest, derived_key,
-    lenient_text, lenient_time, not_json, time_part,
+    Fields, Id, Lookup, ProviderSpec, ReadError, Reading, Resource, Rupiah, SchemeError,
+    SchemeSetting, TypedEvent, Update, lenient_time, optional_text, path, rank_in, required_text,
+    time_part, type_prefix, typed_as,
 };
+use crate::json;
+use crate::key::KeyBuilder;
 use crate::timestamp::Timestamp;
+use crate::verify::Scheme;
 
 /// Every event name in the provider's documentation.
 pub const EVENT_TYPES: [&str; 33] = [
@@ -297,109 +302,323 @@ pub struct Awb {
     pub updated_at: Option<Timestamp>,
 }
 
-/// What the dedup key and the resource are read from: only ids and times, so
-/// it parses whenever the envelope does.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    event: Option<String>,
-    #[serde(default, deserialize_with = "lenient_time")]
-    timestamp: Option<Timestamp>,
-    tenant_id: Option<Id>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-}
+/// The partial cancellation's attribute on the original order that lists its
+/// cancellations, by work key, in the order they were first applied.
+pub const PARTIAL_CANCELLATIONS: &str = "partial_cancellations";
 
-#[derive(Deserialize, Default)]
-struct Keys {
-    order_id: Option<Id>,
-    item_id: Option<Id>,
-    purchase_id: Option<Id>,
-    inbound_id: Option<Id>,
-    transfer_id: Option<Id>,
-    adjustment_id: Option<Id>,
-    outbound_id: Option<Id>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    awb_number: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    status: Option<String>,
-    #[serde(default, deserialize_with = "lenient_time")]
-    updated_at: Option<Timestamp>,
-}
-
-impl Keys {
-    /// The id of the entity an event of this kind is about.
-    fn id_for(&self, kind: &str) -> Option<&Id> {
-        match kind {
-            "item" => self.item_id.as_ref(),
-            "purchase" => self.purchase_id.as_ref(),
-            "inbound" => self.inbound_id.as_ref(),
-            "transfer" => self.transfer_id.as_ref(),
-            "adjustment" => self.adjustment_id.as_ref(),
-            "outbound" => self.outbound_id.as_ref(),
-            _ => self.order_id.as_ref(),
-        }
+/// The field of `data` holding the id of the entity an event of this kind is
+/// about.
+fn id_field(kind: &str) -> &'static str {
+    match kind {
+        "item" => "item_id",
+        "purchase" => "purchase_id",
+        "inbound" => "inbound_id",
+        "transfer" => "transfer_id",
+        "adjustment" => "adjustment_id",
+        "outbound" => "outbound_id",
+        _ => "order_id",
     }
 }
 
 /// The resource kind an event name concerns. AWB events and the partial
 /// cancellation update their order.
 pub fn resource_kind(event: &str) -> &str {
-    match super::type_prefix(event) {
+    match type_prefix(event) {
         "awb" | ORDER_CANCEL_PARTIAL => "order",
         other => other,
     }
 }
 
-pub(super) fn inspect(body: &[u8]) -> Result<Inspected, InspectError> {
-    let missing = |what| InspectError::Missing(what, Provider::BebasKirim);
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(not_json)?;
-    let event_type = envelope.event.ok_or(missing("event"))?;
-    let data = envelope.data.ok_or(missing("data"))?;
-    let keys: Keys = serde_json::from_str(data.get()).unwrap_or_default();
-    let kind = resource_kind(&event_type);
-    let known = EVENT_TYPES.contains(&event_type.as_str());
-    let id = match (keys.id_for(kind), known) {
-        (Some(id), _) => id.0.clone(),
-        (None, true) => return Err(missing("the entity id in data")),
-        (None, false) => "unknown".to_owned(),
-    };
-    let tenant = envelope.tenant_id.map(|t| t.0).unwrap_or_default();
-    let changed_at = keys.updated_at.or(envelope.timestamp);
-    let awb = keys.awb_number.as_deref().unwrap_or("");
-    let dedup_key = if changed_at.is_some() {
-        derived_key(&[&tenant, &event_type, kind, &id, awb, &time_part(changed_at)])
-    } else {
-        // Nothing says when the change happened: only identical bytes are
-        // the same delivery.
-        derived_key(&[&tenant, &event_type, &body_digest(body)])
-    };
-    let typed = typed_data(&event_type, data);
-    Ok(Inspected {
-        event_type: event_type.clone(),
-        work_key: dedup_key.clone(),
-        dedup_key,
-        resource: Resource::new(kind, id),
-        occurred_at: changed_at,
-        status: keys.status,
-        event: TypedEvent::BebasKirim(Event {
-            event: event_type,
-            timestamp: envelope.timestamp,
-            tenant_id: (!tenant.is_empty()).then_some(tenant),
-            data: typed,
-        }),
-    })
+/// Bebas Kirim's provider module.
+pub struct BebasKirim;
+
+const NAME: &str = "bebaskirim";
+
+impl ProviderSpec for BebasKirim {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn title(&self) -> &'static str {
+        "Bebas Kirim"
+    }
+
+    fn env_infix(&self) -> &'static str {
+        "BEBASKIRIM"
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &EVENT_TYPES
+    }
+
+    /// The partner dashboard's secret in `Authorization`; the provider's own
+    /// pages disagree about a `Bearer ` prefix, so both are accepted.
+    fn schemes(&self, _settings: &dyn Lookup) -> Result<Vec<SchemeSetting>, SchemeError> {
+        Ok(vec![SchemeSetting {
+            scheme: Scheme::StaticToken {
+                header: http::header::AUTHORIZATION,
+                bearer: true,
+            },
+            secrets_var: "TERIMA_BEBASKIRIM_SECRETS".to_owned(),
+        }])
+    }
+
+    /// No event id: the key is what identifies the state change (tenant,
+    /// event, entity, AWB, `data.updated_at` or the envelope's `timestamp`);
+    /// with no time at all, the meaning of the body.
+    fn read(
+        &self,
+        _headers: &HeaderMap,
+        body: &Value,
+        notes: &mut Vec<String>,
+    ) -> Result<Reading, ReadError> {
+        let event_type = required_text(body, &["event"], NAME)?;
+        if !json::at(body, &["data"]).is_some_and(Value::is_object) {
+            return Err(ReadError::Missing {
+                path: "$.data".to_owned(),
+                provider: NAME,
+            });
+        }
+        let kind = resource_kind(&event_type).to_owned();
+        let known = EVENT_TYPES.contains(&event_type.as_str());
+        let id = if known {
+            required_text(body, &["data", id_field(&kind)], NAME)?
+        } else {
+            optional_text(body, &["data", id_field(&kind)], notes)
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        let tenant = optional_text(body, &["tenant_id"], notes).unwrap_or_default();
+        let changed_at = json::time(json::at(body, &["data", "updated_at"]))
+            .or(json::time(body.get("timestamp")));
+        let awb = optional_text(body, &["data", "awb_number"], notes).unwrap_or_default();
+        let key = KeyBuilder::new().part(&tenant).part(&event_type);
+        let dedup_key = if changed_at.is_some() {
+            key.part(&kind)
+                .part(&id)
+                .part(&awb)
+                .part(&time_part(changed_at))
+                .finish()
+        } else {
+            // Nothing says when the change happened: only the same body is
+            // the same delivery.
+            key.part(&json::digest(body)).finish()
+        };
+        Ok(Reading {
+            event_type,
+            work_key: dedup_key.clone(),
+            dedup_key,
+            resource: Resource::new(kind, id),
+            occurred_at: changed_at,
+            status: optional_text(body, &["data", "status"], notes),
+        })
+    }
+
+    fn routing_paths(&self, _headers: &HeaderMap, body: &Value) -> Vec<Vec<String>> {
+        let event_type = body.get("event").and_then(Value::as_str).unwrap_or("");
+        let kind = resource_kind(event_type);
+        let mut paths = vec![
+            path(&["event"]),
+            path(&["tenant_id"]),
+            path(&["timestamp"]),
+            path(&["data", id_field(kind)]),
+            path(&["data", "status"]),
+            path(&["data", "updated_at"]),
+            path(&["data", "awb_number"]),
+        ];
+        if json::time(json::at(body, &["data", "updated_at"]))
+            .or(json::time(body.get("timestamp")))
+            .is_none()
+        {
+            // The key is the digest of the whole body.
+            paths.push(Vec::new());
+        }
+        paths
+    }
+
+    fn updates(&self, reading: &Reading, body: &Value, notes: &mut Vec<String>) -> Vec<Update> {
+        let base = Update::of(reading);
+        let mut f = Fields { body, notes };
+        let event_type = reading.event_type.as_str();
+        if !EVENT_TYPES.contains(&event_type) {
+            return vec![base];
+        }
+        let update = match (event_type, type_prefix(event_type)) {
+            (ORDER_CANCEL_PARTIAL, _) => {
+                let mut original = base
+                    .field("order_number", f.text(&["data", "order_number"]))
+                    .field("cancelled_items", order_lines(&mut f, "cancelled_items"))
+                    .field("remaining_items", order_lines(&mut f, "remaining_items"));
+                original.append = Some((
+                    PARTIAL_CANCELLATIONS.to_owned(),
+                    reading.work_key.clone().into(),
+                ));
+                original
+            }
+            (_, "item") => base
+                .field("sku", f.text(&["data", "sku"]))
+                .field("brand", f.text(&["data", "brand"]))
+                .field("category", f.text(&["data", "category"]))
+                .field("base_price", f.whole(&["data", "base_price"]))
+                .field("publish_price", f.whole(&["data", "publish_price"])),
+            (_, "purchase") => base
+                .field("purchase_number", f.text(&["data", "purchase_number"]))
+                .field("total_amount", f.whole(&["data", "total_amount"]))
+                .field("line_count", f.count(&["data", "items"])),
+            (_, "inbound") => base
+                .field("reference_number", f.text(&["data", "reference_number"]))
+                .field("line_count", f.count(&["data", "items"])),
+            (_, "transfer") => base
+                .field("reference_number", f.text(&["data", "transfer_number"]))
+                .field("line_count", f.count(&["data", "items"])),
+            (_, "adjustment") => base
+                .field("adjustment_number", f.text(&["data", "adjustment_number"]))
+                .field("type", f.text(&["data", "type"]))
+                .field("total_amount", f.whole(&["data", "total_amount"])),
+            (_, "outbound") => base
+                .field("reference_number", f.text(&["data", "reference_number"]))
+                .field("courier", f.text(&["data", "courier"]))
+                .field("tracking_number", f.text(&["data", "tracking_number"])),
+            // An AWB is an attribute of its order, not a status of it: it
+            // never moves the order's status clock.
+            (_, "awb") => base
+                .without_status()
+                .field("order_number", f.text(&["data", "order_number"]))
+                .field("awb_number", f.text(&["data", "awb_number"]))
+                .field("logistic_provider", f.text(&["data", "logistic_provider"]))
+                .field("logistic_service", f.text(&["data", "logistic_service"])),
+            _ => base.field("order_number", f.text(&["data", "order_number"])),
+        };
+        vec![update]
+    }
+
+    /// A partial cancellation derives a new order from the remaining items,
+    /// numbered `<order_number>-<n>` (and `<order_id>-<n>`) where `n` counts
+    /// the order's partial cancellations, so the invoice-number structure is
+    /// kept. A retry finds its event already listed and derives the same
+    /// order again, which `create_only` makes a no-op.
+    fn follow_ups(
+        &self,
+        reading: &Reading,
+        body: &Value,
+        first_state: &Map<String, Value>,
+        notes: &mut Vec<String>,
+    ) -> Vec<Update> {
+        if reading.event_type != ORDER_CANCEL_PARTIAL {
+            return Vec::new();
+        }
+        let position = first_state
+            .get(PARTIAL_CANCELLATIONS)
+            .and_then(Value::as_array)
+            .and_then(|list| {
+                list.iter()
+                    .position(|v| v.as_str() == Some(&reading.work_key))
+            });
+        let Some(position) = position else {
+            return Vec::new();
+        };
+        let n = position + 1;
+        let mut f = Fields { body, notes };
+        let items = order_lines(&mut f, "remaining_items");
+        let total = line_total(&items, f.notes);
+        let order_number = match f.text(&["data", "order_number"]) {
+            Value::String(number) => Value::String(format!("{number}-{n}")),
+            _ => Value::Null,
+        };
+        let mut derived = Update::new(
+            "order",
+            &format!("{}-{n}", reading.resource.id),
+            Some("to_process".to_owned()),
+            reading.occurred_at,
+        )
+        .field("order_number", order_number)
+        .field("items", items)
+        .field("total_amount", total)
+        .field("derived_from", reading.resource.id.clone());
+        derived.create_only = true;
+        vec![derived]
+    }
+
+    fn status_rank(&self, kind: &str, status: &str) -> Option<u32> {
+        status_rank(kind, status)
+    }
+
+    fn typed(&self, reading: &Reading, body: &Value) -> TypedEvent {
+        let data = body.get("data").cloned().unwrap_or(Value::Null);
+        TypedEvent::BebasKirim(Event {
+            event: reading.event_type.clone(),
+            timestamp: json::time(body.get("timestamp")),
+            tenant_id: body
+                .get("tenant_id")
+                .and_then(|t| json::text(Some(t), &String::new).ok().flatten()),
+            data: typed_data(&reading.event_type, &data),
+        })
+    }
 }
 
-fn typed_data(event_type: &str, data: &RawValue) -> Data {
-    fn parse<T: for<'de> Deserialize<'de>>(data: &RawValue, wrap: fn(T) -> Data) -> Data {
-        serde_json::from_str(data.get())
-            .map(wrap)
-            .unwrap_or_else(|_| other(data))
+/// A list of order lines, each read field by field: a line with one odd
+/// field keeps the others.
+fn order_lines(f: &mut Fields<'_>, list: &str) -> Value {
+    let Some(Value::Array(lines)) = json::at(f.body, &["data", list]) else {
+        return Value::Null;
+    };
+    let lines = lines.clone();
+    Value::Array(
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let mut out = Map::new();
+                let at = |field: &str| format!("$.data.{list}[{i}].{field}");
+                for field in ["sku", "product_name"] {
+                    match json::text(line.get(field), &|| at(field)) {
+                        Ok(v) => {
+                            out.insert(field.to_owned(), v.map_or(Value::Null, Value::String));
+                        }
+                        Err(e) => f.notes.push(e.to_string()),
+                    }
+                }
+                for field in ["quantity", "price"] {
+                    match json::whole(line.get(field), &|| at(field)) {
+                        Ok(v) => {
+                            out.insert(field.to_owned(), v.map_or(Value::Null, Value::from));
+                        }
+                        Err(e) => f.notes.push(e.to_string()),
+                    }
+                }
+                Value::Object(out)
+            })
+            .collect(),
+    )
+}
+
+/// The sum of price × quantity over lines, checked: an overflow is noted and
+/// gives no total rather than a wrong one.
+fn line_total(items: &Value, notes: &mut Vec<String>) -> Value {
+    let Some(lines) = items.as_array() else {
+        return Value::Null;
+    };
+    let total = lines.iter().try_fold(0i64, |sum, line| {
+        let price = line.get("price").and_then(Value::as_i64).unwrap_or(0);
+        let quantity = line.get("quantity").and_then(Value::as_i64).unwrap_or(0);
+        price.checked_mul(quantity).and_then(|v| sum.checked_add(v))
+    });
+    match total {
+        Some(total) => Value::from(total),
+        None => {
+            notes.push("the remaining items' total overflows a 64-bit amount".to_owned());
+            Value::Null
+        }
+    }
+}
+
+fn typed_data(event_type: &str, data: &Value) -> Data {
+    fn parse<T: serde::de::DeserializeOwned>(data: &Value, wrap: fn(T) -> Data) -> Data {
+        typed_as(data).map_or_else(|| Data::Other(data.clone()), wrap)
     }
     if !EVENT_TYPES.contains(&event_type) {
-        return other(data);
+        return Data::Other(data.clone());
     }
-    match (event_type, super::type_prefix(event_type)) {
+    match (event_type, type_prefix(event_type)) {
         (ORDER_CANCEL_PARTIAL, _) => parse(data, Data::OrderCancelPartial),
         (_, "item") => parse(data, Data::Item),
         (_, "purchase") => parse(data, Data::Purchase),
@@ -410,10 +629,6 @@ fn typed_data(event_type: &str, data: &RawValue) -> Data {
         (_, "awb") => parse(data, Data::Awb),
         _ => parse(data, Data::Order),
     }
-}
-
-fn other(data: &RawValue) -> Data {
-    Data::Other(serde_json::from_str(data.get()).unwrap_or(serde_json::Value::Null))
 }
 
 /// The order of an order's statuses, for when two deliveries carry the same
@@ -438,8 +653,5 @@ pub fn status_rank(kind: &str, status: &str) -> Option<u32> {
         "outbound" => &["pending", "created", "shipped", "completed"],
         _ => &["pending", "created", "approved", "rejected", "completed"],
     };
-    order
-        .iter()
-        .position(|s| *s == status)
-        .map(|p| p as u32 + 1)
+    rank_in(order, status)
 }

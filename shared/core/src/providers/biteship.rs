@@ -4,13 +4,19 @@
 
 use std::fmt;
 
+use http::HeaderMap;
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use super::{
-    Id, InspectError, Inspected, Provider, Resource, Rupiah, TypedEvent, body_digest, derived_key,
-    lenient_time, not_json, time_part,
+    Fields, Id, Lookup, ProviderSpec, ReadError, Reading, Resource, Rupiah, SchemeError,
+    SchemeSetting, TypedEvent, Update, lenient_time, optional_text, path, required_text, time_part,
+    typed_as,
 };
+use crate::json;
+use crate::key::KeyBuilder;
 use crate::timestamp::Timestamp;
+use crate::verify::Scheme;
 
 pub const EVENT_TYPES: [&str; 3] = ["order.status", "order.price", "order.waybill_id"];
 
@@ -170,90 +176,176 @@ pub struct Event {
     pub unreadable: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct Keys {
-    event: Option<String>,
-    order_id: Option<Id>,
+/// Biteship's provider module.
+pub struct Biteship;
+
+const NAME: &str = "biteship";
+
+/// The header name typed in Biteship's dashboard ("Headers Signature Key").
+pub const HEADER_VAR: &str = "TERIMA_BITESHIP_HEADER";
+
+/// The amounts an `order.price` event exists to report (`shippment_fee` is
+/// Biteship's spelling).
+const PRICE_FIELDS: [&str; 4] = [
+    "price",
+    "shippment_fee",
+    "cash_on_delivery_fee",
+    "proof_of_delivery_fee",
+];
+
+fn status_of(body: &Value, notes: &mut Vec<String>) -> Option<String> {
+    optional_text(body, &["status"], notes).map(|s| Status::parse(&s).as_str().to_owned())
 }
 
-pub(super) fn inspect(body: &[u8]) -> Result<Inspected, InspectError> {
-    let missing = |what| InspectError::Missing(what, Provider::Biteship);
-    let keys: Keys = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => missing("a JSON object"),
-        _ => not_json(e),
-    })?;
-    let event_type = keys.event.ok_or(missing("event"))?;
-    let order_id = keys.order_id.ok_or(missing("order_id"))?;
-    let event = serde_json::from_slice::<Event>(body).unwrap_or_else(|_| Event {
-        event: event_type.clone(),
-        order_id: order_id.clone(),
-        status: None,
-        sub_status: None,
-        courier_tracking_id: None,
-        courier_waybill_id: None,
-        courier_company: None,
-        courier_type: None,
-        courier_driver_name: None,
-        courier_driver_phone: None,
-        courier_driver_photo_url: None,
-        courier_driver_plate_number: None,
-        courier_link: None,
-        order_price: None,
-        price: None,
-        cash_on_delivery_fee: None,
-        proof_of_delivery_fee: None,
-        shipment_fee: None,
-        updated_at: None,
-        unreadable: serde_json::from_slice(body).ok(),
-    });
-    let dedup_key = dedup_key(&event_type, &order_id.0, &event, body);
-    Ok(Inspected {
-        work_key: dedup_key.clone(),
-        dedup_key,
-        resource: Resource::new("order", order_id.0),
-        occurred_at: event.updated_at,
-        status: event.status.as_ref().map(|s| s.as_str().to_owned()),
-        event: TypedEvent::Biteship(event),
-        event_type,
-    })
-}
+impl ProviderSpec for Biteship {
+    fn name(&self) -> &'static str {
+        NAME
+    }
 
-/// No event id: the state change is what the event carries. With an
-/// `updated_at` that and the status identify it; without, the fields the
-/// event exists to report do.
-fn dedup_key(event_type: &str, order_id: &str, event: &Event, body: &[u8]) -> String {
-    let status = event.status.as_ref().map(Status::as_str).unwrap_or("");
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let money = |v: Option<Rupiah>| v.map(|r| r.0.to_string()).unwrap_or_default();
-    if event.unreadable.is_some() || !EVENT_TYPES.contains(&event_type) {
-        return derived_key(&[order_id, event_type, &body_digest(body)]);
+    fn title(&self) -> &'static str {
+        "Biteship"
     }
-    if event.updated_at.is_some() {
-        return derived_key(&[order_id, event_type, status, &time_part(event.updated_at)]);
+
+    fn env_infix(&self) -> &'static str {
+        "BITESHIP"
     }
-    match event_type {
-        "order.price" => derived_key(&[
-            order_id,
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &EVENT_TYPES
+    }
+
+    /// A static header whose name and value the user typed in the dashboard.
+    fn schemes(&self, settings: &dyn Lookup) -> Result<Vec<SchemeSetting>, SchemeError> {
+        let name = settings
+            .get(HEADER_VAR)
+            .ok_or_else(|| SchemeError::Missing(HEADER_VAR.to_owned()))?;
+        let header = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            SchemeError::Invalid {
+                var: HEADER_VAR.to_owned(),
+                reason: format!("{name:?} is not a valid HTTP header name"),
+            }
+        })?;
+        Ok(vec![SchemeSetting {
+            scheme: Scheme::StaticToken {
+                header,
+                bearer: false,
+            },
+            secrets_var: "TERIMA_BITESHIP_SECRETS".to_owned(),
+        }])
+    }
+
+    fn is_probe(&self, body: &[u8]) -> bool {
+        is_installation_probe(body)
+    }
+
+    /// No event id: with an `updated_at`, the order, event, status and time
+    /// identify the change; without, the fields the event exists to report.
+    /// The driver's plate number is personal data: only its digest is in a
+    /// key.
+    fn read(
+        &self,
+        _headers: &HeaderMap,
+        body: &Value,
+        notes: &mut Vec<String>,
+    ) -> Result<Reading, ReadError> {
+        let event_type = required_text(body, &["event"], NAME)?;
+        let order_id = required_text(body, &["order_id"], NAME)?;
+        let status = status_of(body, notes);
+        let updated_at = json::time(body.get("updated_at"));
+        let mut field = |name: &str| optional_text(body, &[name], notes).unwrap_or_default();
+        let key = KeyBuilder::new()
+            .part(&order_id)
+            .part(&event_type)
+            .part(status.as_deref().unwrap_or(""));
+        let key = if !EVENT_TYPES.contains(&event_type.as_str()) {
+            key.part(&json::digest(body))
+        } else if updated_at.is_some() {
+            key.part(&time_part(updated_at))
+        } else {
+            match event_type.as_str() {
+                "order.price" => PRICE_FIELDS.iter().fold(key, |k, f| k.part(&field(f))),
+                "order.waybill_id" => key.part(&field("courier_waybill_id")),
+                _ => key
+                    .part(&field("courier_waybill_id"))
+                    .private_part(&field("courier_driver_plate_number")),
+            }
+        };
+        let key = key.finish();
+        Ok(Reading {
             event_type,
+            work_key: key.clone(),
+            dedup_key: key,
+            resource: Resource::new("order", order_id),
+            occurred_at: updated_at,
             status,
-            &money(event.price),
-            &money(event.shipment_fee),
-            &money(event.cash_on_delivery_fee),
-            &money(event.proof_of_delivery_fee),
-        ]),
-        "order.waybill_id" => derived_key(&[
-            order_id,
-            event_type,
-            status,
-            &text(&event.courier_waybill_id),
-        ]),
-        _ => derived_key(&[
-            order_id,
-            event_type,
-            status,
-            &text(&event.courier_waybill_id),
-            &text(&event.courier_driver_plate_number),
-        ]),
+        })
+    }
+
+    fn routing_paths(&self, _headers: &HeaderMap, body: &Value) -> Vec<Vec<String>> {
+        let mut paths = vec![
+            path(&["event"]),
+            path(&["order_id"]),
+            path(&["status"]),
+            path(&["updated_at"]),
+        ];
+        if json::time(body.get("updated_at")).is_none() {
+            for field in PRICE_FIELDS
+                .iter()
+                .chain(["courier_waybill_id", "courier_driver_plate_number"].iter())
+            {
+                paths.push(path(&[field]));
+            }
+        }
+        let event = body.get("event").and_then(Value::as_str).unwrap_or("");
+        if !EVENT_TYPES.contains(&event) {
+            paths.push(Vec::new());
+        }
+        paths
+    }
+
+    fn updates(&self, reading: &Reading, body: &Value, notes: &mut Vec<String>) -> Vec<Update> {
+        let mut f = Fields { body, notes };
+        vec![
+            Update::of(reading)
+                .field("courier_waybill_id", f.text(&["courier_waybill_id"]))
+                .field("courier_tracking_id", f.text(&["courier_tracking_id"]))
+                .field("courier_company", f.text(&["courier_company"]))
+                .field("courier_type", f.text(&["courier_type"]))
+                .field("order_price", f.whole(&["order_price"]))
+                .field("price", f.whole(&["price"]))
+                .field("shipment_fee", f.whole(&["shippment_fee"]))
+                .field("cash_on_delivery_fee", f.whole(&["cash_on_delivery_fee"]))
+                .field("proof_of_delivery_fee", f.whole(&["proof_of_delivery_fee"])),
+        ]
+    }
+
+    fn status_rank(&self, _kind: &str, status: &str) -> Option<u32> {
+        Status::parse(status).rank()
+    }
+
+    fn typed(&self, reading: &Reading, body: &Value) -> TypedEvent {
+        TypedEvent::Biteship(typed_as::<Event>(body).unwrap_or_else(|| Event {
+            event: reading.event_type.clone(),
+            order_id: Id(reading.resource.id.clone()),
+            status: reading.status.as_deref().map(Status::parse),
+            sub_status: None,
+            courier_tracking_id: None,
+            courier_waybill_id: None,
+            courier_company: None,
+            courier_type: None,
+            courier_driver_name: None,
+            courier_driver_phone: None,
+            courier_driver_photo_url: None,
+            courier_driver_plate_number: None,
+            courier_link: None,
+            order_price: None,
+            price: None,
+            cash_on_delivery_fee: None,
+            proof_of_delivery_fee: None,
+            shipment_fee: None,
+            updated_at: reading.occurred_at,
+            unreadable: Some(body.clone()),
+        }))
     }
 }
 

@@ -1,14 +1,19 @@
 //! Akinon OMS (dj-whisperer): `{"event": {"type", "uuid"}, "payload"}`,
 //! optionally signed with `X-Whisperer-Signature: sha256=<hex>`.
 
+use http::{HeaderMap, HeaderName};
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::{
-    Id, InspectError, Inspected, Provider, Resource, TypedEvent, derived_key, lenient_text,
-    lenient_time, not_json, time_part,
+    Fields, Id, Lookup, ProviderSpec, ReadError, Reading, Resource, SchemeError, SchemeSetting,
+    TypedEvent, Update, lenient_time, optional_text, path, rank_in, required_text, time_part,
+    type_prefix, typed_as,
 };
+use crate::json;
+use crate::key::KeyBuilder;
 use crate::timestamp::Timestamp;
+use crate::verify::Scheme;
 
 pub const EVENT_HEADER: &str = "x-whisperer-event";
 pub const SIGNATURE_HEADER: &str = "x-whisperer-signature";
@@ -114,53 +119,6 @@ pub struct StockLocation {
     pub modified_date: Option<Timestamp>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    event: Option<EventHead>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct EventHead {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    uuid: Option<Id>,
-}
-
-#[derive(Deserialize, Default)]
-struct Keys {
-    id: Option<Id>,
-    #[serde(default)]
-    state: KeyState,
-    #[serde(default, deserialize_with = "lenient_time")]
-    modified_date: Option<Timestamp>,
-}
-
-/// The state as the keys need it; any other shape reads as no state.
-#[derive(Default)]
-struct KeyState(Option<String>);
-
-impl<'de> Deserialize<'de> for KeyState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Raw {
-            #[serde(default, deserialize_with = "lenient_text")]
-            enum_value: Option<String>,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            State(Raw),
-            Other(serde::de::IgnoredAny),
-        }
-        Ok(match Option::<Shape>::deserialize(d)? {
-            Some(Shape::State(raw)) => Self(raw.enum_value),
-            Some(Shape::Other(_)) | None => Self(None),
-        })
-    }
-}
-
 /// `8-4-4-4-12` and plain 32-digit uuids name the same event.
 fn normalise_uuid(uuid: &str) -> String {
     let compact: String = uuid.chars().filter(|c| *c != '-').collect();
@@ -171,73 +129,202 @@ fn normalise_uuid(uuid: &str) -> String {
     }
 }
 
-pub(super) fn inspect(body: &[u8]) -> Result<Inspected, InspectError> {
-    let missing = |what| InspectError::Missing(what, Provider::Oms);
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(not_json)?;
-    let head = envelope.event.ok_or(missing("event"))?;
-    let event_type = head.kind.ok_or(missing("event.type"))?;
-    // A blank uuid is no event id: as a dedup key it would make every such
-    // delivery a duplicate of the first one.
-    let uuid = head
-        .uuid
-        .filter(|uuid| !uuid.0.trim().is_empty())
-        .ok_or(missing("event.uuid"))?;
-    let uuid = super::provider_key(&normalise_uuid(&uuid.0));
-    let payload = envelope.payload.ok_or(missing("payload"))?;
-    let keys: Keys = serde_json::from_str(payload.get()).unwrap_or_default();
-    let kind = super::type_prefix(&event_type).to_owned();
-    let state = keys.state.0;
-    // A lost task re-triggered under a new uuid carries the same state: key
-    // the work on what changed, when the payload says it.
-    let work_key = match (&keys.id, &state, keys.modified_date) {
-        (Some(id), state, modified) if state.is_some() || modified.is_some() => derived_key(&[
-            &event_type,
-            &id.0,
-            state.as_deref().unwrap_or(""),
-            &time_part(modified),
-        ]),
-        _ => uuid.clone(),
-    };
-    let id = match keys.id {
-        Some(id) => id.0,
-        None if EVENT_TYPES.contains(&event_type.as_str()) => return Err(missing("payload.id")),
-        None => "unknown".to_owned(),
-    };
-    let typed = typed_payload(&kind, &event_type, payload);
-    Ok(Inspected {
-        dedup_key: uuid.clone(),
-        work_key,
-        resource: Resource::new(kind, id),
-        occurred_at: keys.modified_date,
-        status: state,
-        event: TypedEvent::Oms(Event {
-            event_type: event_type.clone(),
-            uuid,
+/// Akinon OMS's provider module.
+pub struct Oms;
+
+const NAME: &str = "oms";
+
+/// Where a static token travels when a subscription has no `secret_key`.
+pub const TOKEN_HEADER_VAR: &str = "TERIMA_OMS_HEADER";
+pub const TOKENS_VAR: &str = "TERIMA_OMS_TOKENS";
+
+impl ProviderSpec for Oms {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn title(&self) -> &'static str {
+        "Akinon OMS"
+    }
+
+    fn env_infix(&self) -> &'static str {
+        "OMS"
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &EVENT_TYPES
+    }
+
+    /// Each subscription has its own settings: a `secret_key` (then the body
+    /// is signed, `X-Whisperer-Signature`) and/or `additional_headers` (a
+    /// static token in a header the user named). Both may be configured; a
+    /// delivery passing either is accepted.
+    fn schemes(&self, settings: &dyn Lookup) -> Result<Vec<SchemeSetting>, SchemeError> {
+        let mut schemes = vec![SchemeSetting {
+            scheme: Scheme::BodyHmac {
+                header: HeaderName::from_static(SIGNATURE_HEADER),
+            },
+            secrets_var: "TERIMA_OMS_SECRETS".to_owned(),
+        }];
+        match (
+            settings.get(TOKEN_HEADER_VAR),
+            settings.get(TOKENS_VAR).is_some(),
+        ) {
+            (Some(name), _) => {
+                let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                    SchemeError::Invalid {
+                        var: TOKEN_HEADER_VAR.to_owned(),
+                        reason: format!("{name:?} is not a valid HTTP header name"),
+                    }
+                })?;
+                schemes.push(SchemeSetting {
+                    scheme: Scheme::StaticToken {
+                        header,
+                        bearer: false,
+                    },
+                    secrets_var: TOKENS_VAR.to_owned(),
+                });
+            }
+            (None, true) => {
+                return Err(SchemeError::Missing(format!(
+                    "{TOKEN_HEADER_VAR} (the header that carries {TOKENS_VAR})"
+                )));
+            }
+            (None, false) => {}
+        }
+        Ok(schemes)
+    }
+
+    fn meaningful_headers(&self) -> &'static [&'static str] {
+        &[EVENT_HEADER]
+    }
+
+    /// The dedup key is `event.uuid`, the same on every retry. The work key
+    /// is what changed (type, id, state, `modified_date`) when the payload
+    /// says so: a lost task re-triggered under a new uuid is the same work.
+    fn read(
+        &self,
+        _headers: &HeaderMap,
+        body: &Value,
+        notes: &mut Vec<String>,
+    ) -> Result<Reading, ReadError> {
+        let event_type = required_text(body, &["event", "type"], NAME)?;
+        // A blank uuid is no event id: as a dedup key it would make every
+        // such delivery a duplicate of the first one.
+        let uuid = required_text(body, &["event", "uuid"], NAME)?;
+        let dedup_key = KeyBuilder::new()
+            .part(&normalise_uuid(uuid.trim()))
+            .finish();
+        if !json::at(body, &["payload"]).is_some_and(Value::is_object) {
+            return Err(ReadError::Missing {
+                path: "$.payload".to_owned(),
+                provider: NAME,
+            });
+        }
+        let kind = type_prefix(&event_type).to_owned();
+        let known = EVENT_TYPES.contains(&event_type.as_str());
+        let id = if known {
+            required_text(body, &["payload", "id"], NAME)?
+        } else {
+            optional_text(body, &["payload", "id"], notes).unwrap_or_else(|| "unknown".to_owned())
+        };
+        let state = optional_text(body, &["payload", "state", "enum_value"], notes);
+        let modified = json::time(json::at(body, &["payload", "modified_date"]));
+        let work_key = if state.is_some() || modified.is_some() {
+            KeyBuilder::new()
+                .part(&event_type)
+                .part(&id)
+                .part(state.as_deref().unwrap_or(""))
+                .part(&time_part(modified))
+                .finish()
+        } else {
+            dedup_key.clone()
+        };
+        Ok(Reading {
+            event_type,
+            dedup_key,
+            work_key,
+            resource: Resource::new(kind, id),
+            occurred_at: modified,
+            status: state,
+        })
+    }
+
+    fn routing_paths(&self, _headers: &HeaderMap, _body: &Value) -> Vec<Vec<String>> {
+        vec![
+            path(&["event", "type"]),
+            path(&["event", "uuid"]),
+            path(&["payload", "id"]),
+            path(&["payload", "state", "enum_value"]),
+            path(&["payload", "modified_date"]),
+        ]
+    }
+
+    /// The uuid names one delivery task, not the event: a re-triggered task
+    /// with the same payload is the same event.
+    fn meaning(&self, body: &Value) -> Value {
+        let mut meaning = body.clone();
+        if let Some(event) = meaning.get_mut("event").and_then(Value::as_object_mut) {
+            event.remove("uuid");
+        }
+        meaning
+    }
+
+    fn updates(&self, reading: &Reading, body: &Value, notes: &mut Vec<String>) -> Vec<Update> {
+        let base = Update::of(reading);
+        let mut f = Fields { body, notes };
+        if !EVENT_TYPES.contains(&reading.event_type.as_str()) {
+            return vec![base];
+        }
+        let update = match reading.resource.kind.as_str() {
+            "package" => base
+                .field("number", f.text(&["payload", "number"]))
+                .field("order_number", f.text(&["payload", "order_number"]))
+                .field("awb_number", f.text(&["payload", "awb_number"]))
+                .field("state_label", f.text(&["payload", "state", "label"])),
+            "shipment" => base
+                .field("package", f.text(&["payload", "package"]))
+                .field("tracking_number", f.text(&["payload", "tracking_number"]))
+                .field("cargo_company", f.text(&["payload", "cargo_company"]))
+                .field("state_label", f.text(&["payload", "state", "label"])),
+            "transfer" => base
+                .field("number", f.text(&["payload", "number"]))
+                .field("from_location", f.text(&["payload", "from_location"]))
+                .field("to_location", f.text(&["payload", "to_location"]))
+                .field("state_label", f.text(&["payload", "state", "label"])),
+            _ => base
+                .field("code", f.text(&["payload", "code"]))
+                .field("name", f.text(&["payload", "name"]))
+                .field("is_active", f.boolean(&["payload", "is_active"])),
+        };
+        vec![update]
+    }
+
+    fn status_rank(&self, kind: &str, status: &str) -> Option<u32> {
+        status_rank(kind, status)
+    }
+
+    fn typed(&self, reading: &Reading, body: &Value) -> TypedEvent {
+        fn parse<T: serde::de::DeserializeOwned>(raw: &Value, wrap: fn(T) -> Payload) -> Payload {
+            typed_as(raw).map_or_else(|| Payload::Other(raw.clone()), wrap)
+        }
+        let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+        let typed = if !EVENT_TYPES.contains(&reading.event_type.as_str()) {
+            Payload::Other(payload)
+        } else {
+            match reading.resource.kind.as_str() {
+                "package" => parse(&payload, Payload::Package),
+                "shipment" => parse(&payload, Payload::Shipment),
+                "transfer" => parse(&payload, Payload::Transfer),
+                _ => parse(&payload, Payload::StockLocation),
+            }
+        };
+        TypedEvent::Oms(Event {
+            event_type: reading.event_type.clone(),
+            uuid: reading.dedup_key.clone(),
             payload: typed,
-        }),
-        event_type,
-    })
-}
-
-fn typed_payload(kind: &str, event_type: &str, payload: &RawValue) -> Payload {
-    fn parse<T: for<'de> Deserialize<'de>>(raw: &RawValue, wrap: fn(T) -> Payload) -> Payload {
-        serde_json::from_str(raw.get())
-            .map(wrap)
-            .unwrap_or_else(|_| other(raw))
+        })
     }
-    if !EVENT_TYPES.contains(&event_type) {
-        return other(payload);
-    }
-    match kind {
-        "package" => parse(payload, Payload::Package),
-        "shipment" => parse(payload, Payload::Shipment),
-        "transfer" => parse(payload, Payload::Transfer),
-        _ => parse(payload, Payload::StockLocation),
-    }
-}
-
-fn other(raw: &RawValue) -> Payload {
-    Payload::Other(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null))
 }
 
 /// Akinon sends `modified_date` on every object, so ranks only break ties.
@@ -258,8 +345,5 @@ pub fn status_rank(kind: &str, status: &str) -> Option<u32> {
         "shipment" => &["created", "in_transit", "delivered", "cancelled"],
         _ => &["waiting"],
     };
-    order
-        .iter()
-        .position(|s| *s == status)
-        .map(|p| p as u32 + 1)
+    rank_in(order, status)
 }

@@ -15,9 +15,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 use terima_core::providers::{bitbybit, oms};
 use terima_core::verify::FixedClock;
-use terima_core::{Clock, Provider, QueueMessage};
+use terima_core::{Clock, Inspected, Provider, QueueMessage};
 use terima_service::memory::MemoryStore;
-use terima_service::{EndpointConfig, Ingest, Metrics};
+use terima_service::process::{Extension, ExtensionError, Processed, WorkContext};
+use terima_service::{EndpointConfig, Ingest, Metrics, Processor, ProcessorConfig};
 
 /// "Now" for every test: 2024-01-23T08:53:20Z, in Unix seconds.
 pub const NOW: i64 = 1_706_000_000;
@@ -51,17 +52,97 @@ pub fn config(provider: Provider, extra: &[(&str, &str)]) -> EndpointConfig {
     EndpointConfig::load(provider, &lookup(extra)).expect("test configuration is valid")
 }
 
-/// An endpoint over one memory store that is both the dedup store and the
-/// queue, at [`NOW`].
-pub fn ingest(provider: Provider, extra: &[(&str, &str)]) -> Ingest<MemoryStore, MemoryStore> {
-    let store = MemoryStore::new();
+/// The endpoint's backends in memory: one store is the ack store, the queue
+/// and the blob store.
+pub type MemoryIngest = Ingest<MemoryStore, MemoryStore, MemoryStore>;
+
+/// An endpoint over a fresh memory store, at [`NOW`].
+pub fn ingest(provider: Provider, extra: &[(&str, &str)]) -> MemoryIngest {
+    ingest_on(MemoryStore::new(), provider, extra)
+}
+
+/// An endpoint over `store`, at [`NOW`].
+pub fn ingest_on(store: MemoryStore, provider: Provider, extra: &[(&str, &str)]) -> MemoryIngest {
     Ingest::new(
         config(provider, extra),
+        store.clone(),
         store.clone(),
         store,
         Arc::new(FixedClock(NOW)),
         Metrics::Silent,
     )
+}
+
+/// An extension that claims every event and counts the runs of each event
+/// id: "the business work ran once" is a count of 1.
+#[derive(Clone, Default)]
+pub struct Counting(pub Arc<std::sync::Mutex<HashMap<String, usize>>>);
+
+impl Counting {
+    pub fn runs(&self) -> HashMap<String, usize> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn total(&self) -> usize {
+        self.runs().values().sum()
+    }
+}
+
+impl Extension for Counting {
+    fn applies(&self, _: &Inspected) -> bool {
+        true
+    }
+
+    async fn handle(&self, ctx: &WorkContext<'_>) -> Result<(), ExtensionError> {
+        if let Ok(mut runs) = self.0.lock() {
+            *runs.entry(ctx.event_id.to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+pub fn processor_config() -> ProcessorConfig {
+    ProcessorConfig {
+        lease_millis: 90_000,
+        concurrency: 4,
+    }
+}
+
+/// A processor over `store`, at [`NOW`].
+pub fn processor_on<E: Extension>(
+    store: MemoryStore,
+    extension: E,
+) -> Processor<MemoryStore, MemoryStore, E> {
+    Processor::new(
+        processor_config(),
+        store.clone(),
+        store,
+        extension,
+        Arc::new(FixedClock(NOW)),
+        Metrics::Silent,
+    )
+}
+
+/// Processes every queued message (and what processing queues) until the
+/// queue is empty; returns how many ran their work now.
+pub async fn drain<E: Extension>(
+    store: &MemoryStore,
+    processor: &Processor<MemoryStore, MemoryStore, E>,
+) -> usize {
+    let mut done = 0;
+    loop {
+        let batch = store.drain_queue();
+        if batch.is_empty() {
+            return done;
+        }
+        for message in batch {
+            match processor.process(&message.encode()).await {
+                Ok(Processed::Done) => done += 1,
+                Ok(Processed::AlreadyDone) => {}
+                Err(e) => panic!("a queued message failed: {e}"),
+            }
+        }
+    }
 }
 
 pub fn fixture_path(provider: Provider, stem: &str) -> PathBuf {

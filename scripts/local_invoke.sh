@@ -91,28 +91,35 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 # the local schema cannot drift from the deployed one.
 "$PY" - "$ROOT/template.yaml" "$ROOT/events/test-secrets.env" "$MODE" >"$WORK/resources.env" <<'PY'
 import sys
+from pathlib import Path
+
 import boto3
-from cfnlint.decode import cfn_yaml
 
 template_path, secrets_path, mode = sys.argv[1:4]
-resources = cfn_yaml.load(template_path)["Resources"]
+# The template as CloudFormation sees it: Fn::ForEach loops expanded.
+sys.path.insert(0, str(Path(template_path).parent / "scripts"))
+from check_template import load_template
+
+resources = load_template(Path(template_path))[1]["Resources"]
 
 table = resources["Table"]["Properties"]
 ddb = boto3.client("dynamodb")
 name = "terima-local"
+# The template's keys and, if it declares any, its indexes.
+indexes = [
+    {
+        "IndexName": g["IndexName"],
+        "KeySchema": [dict(k) for k in g["KeySchema"]],
+        "Projection": dict(g["Projection"]),
+    }
+    for g in table.get("GlobalSecondaryIndexes", [])
+]
 ddb.create_table(
     TableName=name,
     BillingMode=table["BillingMode"],
     AttributeDefinitions=[dict(a) for a in table["AttributeDefinitions"]],
     KeySchema=[dict(k) for k in table["KeySchema"]],
-    GlobalSecondaryIndexes=[
-        {
-            "IndexName": g["IndexName"],
-            "KeySchema": [dict(k) for k in g["KeySchema"]],
-            "Projection": dict(g["Projection"]),
-        }
-        for g in table["GlobalSecondaryIndexes"]
-    ],
+    **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
 )
 ddb.get_waiter("table_exists").wait(TableName=name)
 ttl = table["TimeToLiveSpecification"]

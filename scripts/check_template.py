@@ -33,7 +33,10 @@ translation of the result must succeed. Then it checks that:
     concurrency are parameters whose defaults follow the documented arithmetic;
     every function logs to a group the stack owns, with retention; the API
     writes JSON access logs; the custom domain is optional; the outputs are
-    there; samconfig.toml expands the loops and cannot sync to production.
+    there; samconfig.toml expands the loops and cannot sync to production;
+  - docs/deploy.md lists every parameter with its default and has a runbook
+    line for every alarm, and the links into it (from README.md, the template
+    and itself) reach a heading.
 
 The metric names in alarms and dashboard are checked against the code by
 scripts/check_metrics.py.
@@ -57,6 +60,8 @@ from cfnlint.decode import cfn_yaml
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
+DEPLOY_MD = ROOT / "docs" / "deploy.md"
+README = ROOT / "README.md"
 PROVIDERS_RS = ROOT / "shared" / "core" / "src" / "providers" / "mod.rs"
 PROCESSOR_BINARY = "processor"
 MAINTENANCE_BINARY = "maintenance"
@@ -906,6 +911,43 @@ def check_samconfig() -> None:
     check("project=" in default.get("deploy", {}).get("parameters", {}).get("tags", ""), "samconfig.toml: the stack (and so its resources) is tagged")
 
 
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def check_docs(raw: dict, template: dict) -> None:
+    text = DEPLOY_MD.read_text()
+    # ---- the guided deploy's parameter table: every parameter, its default
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, re.M))
+    for name, param in sorted(template["Parameters"].items()):
+        default = str(param.get("Default", ""))
+        shown = rows.get(name, "").strip()
+        documented = "" if shown == "*(empty)*" else shown.strip("`")
+        check(name in rows and documented == default, f"docs/deploy.md lists {name} with its default ({default or 'empty'})", shown)
+    listed = [n for n in rows if n in template["Parameters"]]
+    check(listed == list(template["Parameters"]), "docs/deploy.md lists the parameters in the order `sam deploy --guided` asks")
+    # ---- the runbook: a line for every alarm, by its name pattern
+    runbook = text[text.find("## Runbook") :]
+    patterns = set()
+    for resources in (raw["Resources"], *(v[2] for k, v in raw["Resources"].items() if k.startswith(FOREACH))):
+        for resource in resources.values():
+            if isinstance(resource, dict) and resource.get("Type") == "AWS::CloudWatch::Alarm":
+                name = sub_text(resource["Properties"].get("AlarmName"))
+                for var, placeholder in (("AWS::StackName", "<stack>"), ("Provider", "<Provider>"), ("Function", "<Function>")):
+                    name = name.replace("${%s}" % var, placeholder)
+                patterns.add(name)
+    for pattern in sorted(patterns):
+        check(f"| `{pattern}` |" in runbook, f"the runbook has a line for {pattern}")
+    # ---- links into docs/deploy.md reach a heading
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    links = set(re.findall(r"\]\(#([\w-]+)\)", text))
+    links |= set(re.findall(r"docs/deploy\.md#([\w-]+)", README.read_text()))
+    links |= set(re.findall(r"docs/deploy\.md#([\w-]+)", TEMPLATE.read_text()))
+    broken = sorted(links - anchors)
+    check(not broken, f"all {len(links)} links into docs/deploy.md (README, template, itself) reach a heading", str(broken))
+
+
 def main() -> int:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
     raw, template = load_template(path)
@@ -922,6 +964,7 @@ def main() -> int:
     check_capacity_and_logs(template, translated, binaries, providers)
     check_domain_and_outputs(template, binaries, providers)
     check_samconfig()
+    check_docs(raw, template)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -612,10 +612,10 @@ def check_table_and_bucket(template: dict) -> None:
     resources = template["Resources"]
     table_res = resources.get("Table", {})
     table = table_res.get("Properties", {})
-    code_literals = string_literals_in(ROOT / "shared" / "aws" / "src")
+    code_literals = string_literals_in(ROOT / "shared")
     key_schema = {k["KeyType"]: k["AttributeName"] for k in table.get("KeySchema", [])}
     check(key_schema == {"HASH": "pk", "RANGE": "sk"}, "table keys are pk (HASH) and sk (RANGE)", str(key_schema))
-    check({"pk", "sk", "expires_at"} <= code_literals, "the DynamoDB code names pk, sk and expires_at")
+    check({"pk", "sk", "expires_at"} <= code_literals, "the code under shared/ names pk, sk and expires_at")
     check(not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"), "table has no secondary index")
     defined = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     check(defined == {"pk": "S", "sk": "S"}, "attribute definitions are exactly pk and sk, strings", str(defined))

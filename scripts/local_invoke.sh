@@ -88,7 +88,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 
 # The table and queues, created from template.yaml's own definitions so that
-# the local schema cannot drift from the deployed one.
+# the local schema cannot drift from the deployed one, and a body bucket.
 "$PY" - "$ROOT/template.yaml" "$ROOT/events/test-secrets.env" "$MODE" >"$WORK/resources.env" <<'PY'
 import sys
 from pathlib import Path
@@ -100,7 +100,9 @@ template_path, secrets_path, mode = sys.argv[1:4]
 sys.path.insert(0, str(Path(template_path).parent / "scripts"))
 from check_template import load_template
 
-resources = load_template(Path(template_path))[1]["Resources"]
+template = load_template(Path(template_path))[1]
+resources = template["Resources"]
+cfn_parameters = template["Parameters"]
 
 table = resources["Table"]["Properties"]
 ddb = boto3.client("dynamodb")
@@ -147,8 +149,17 @@ queue_url = sqs.create_queue(
     },
 )["QueueUrl"]
 
+# The body bucket, and the retention the template gives the functions by
+# default (the current code does not read them yet; the data-path rework does).
+bucket = "terima-local-bodies"
+boto3.client("s3").create_bucket(
+    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": boto3.session.Session().region_name}
+)
+
 print(f"TERIMA_TABLE={name}")
 print(f"TERIMA_QUEUE_URL={queue_url}")
+print(f"TERIMA_BUCKET={bucket}")
+print(f"TERIMA_RETENTION_DAYS={cfn_parameters['EventRetentionDays']['Default']}")
 print(f"LOCAL_DLQ_URL={dlq_url}")
 
 if mode == "secrets-manager":

@@ -19,6 +19,8 @@ echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> template checks"
 python3 scripts/check_template.py
+echo "==> metric names in the template vs the code"
+python3 scripts/check_metrics.py
 sam validate --lint --region ap-southeast-3
 cfn-lint template.yaml
 echo "==> cargo lambda local invocation"

@@ -15,6 +15,10 @@
 //!   fail and come back later; a dead holder's lease lapses and the next copy
 //!   takes over. Only the holder completes or releases it, and the lease is
 //!   longer than the processing deadline, so a live holder never loses it.
+//!   A failed completion write is retried while the lease holds (five tries,
+//!   backing off from 50 ms): one fault never runs the work twice. Only a
+//!   store down for the rest of the lease lets a later copy run it again,
+//!   with the same `event_id`, which is why side effects should key on it.
 //! - The built-in work is idempotent by construction (monotonic,
 //!   version-checked projection writes; derived orders are create-only), so
 //!   an event that no extension claims needs no lease: the work runs, then
@@ -49,6 +53,10 @@ use crate::store::{
 /// How many times a projection write is retried when another writer changed
 /// the same resource in between.
 const PROJECTION_RETRIES: usize = 8;
+/// The first pause before retrying a failed completion write; it doubles.
+const COMPLETION_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// At most this many completion writes are tried.
+const COMPLETION_ATTEMPTS: usize = 5;
 
 /// What the extension sees of one event.
 pub struct WorkContext<'a> {
@@ -359,6 +367,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             now: self.clock.now_millis(),
             lease_millis: self.config.lease_millis,
         };
+        let started = request.now;
         let attempt = match self.store.acquire(&request).await? {
             Lease::Done => {
                 self.metrics
@@ -398,16 +407,51 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
                     .await);
             }
         };
-        let now = Timestamp::from_unix_millis(self.clock.now_millis());
-        if !self
-            .store
-            .complete(&event.work_key(), &owner, now, effect)
-            .await?
-        {
+        if !self.complete(event, &owner, effect, started).await? {
             error!(event_type = %message.event_type, "lease lost before completion: the lease is shorter than the work");
         }
         self.done(message, effect, attempt);
         Ok(Processed::Done)
+    }
+
+    /// Records the work done. The side effects have happened: a failed write
+    /// here would let the lease lapse and the work run again, so a transient
+    /// error is retried while the lease still holds.
+    async fn complete(
+        &self,
+        event: &EventRecord,
+        owner: &str,
+        effect: Effect,
+        started: i64,
+    ) -> Result<bool, ProcessError> {
+        let mut pause = COMPLETION_FIRST_PAUSE;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = self.clock.now_millis();
+            match self
+                .store
+                .complete(
+                    &event.work_key(),
+                    owner,
+                    Timestamp::from_unix_millis(now),
+                    effect,
+                )
+                .await
+            {
+                Ok(held) => return Ok(held),
+                Err(e) => {
+                    let left = started + self.config.lease_millis - now;
+                    let pause_millis = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+                    if attempt >= COMPLETION_ATTEMPTS || left <= pause_millis * 2 {
+                        return Err(e.into());
+                    }
+                    warn!(detail = %e, "could not record the completion; retrying while the lease holds");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
     }
 
     /// Records a failed attempt (best effort) and passes the error on.

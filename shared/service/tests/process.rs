@@ -1164,3 +1164,47 @@ async fn a_conflict_ends_in_the_same_state_in_either_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failed_completion_write_is_retried_and_the_work_runs_once() {
+    let plan = FaultPlan::new();
+    // works, lease, log entry, resource read, resource write, completion.
+    plan.fail(6, Fault::Before);
+    let store = Faulty::new(MemoryStore::new(), plan.clone());
+    let extension = Counting::default();
+    let processor = processor(store.clone(), extension.clone(), FixedClock(NOW));
+    let message = message(Provider::Biteship, "order.status--delivered").await;
+
+    assert_eq!(process_ok(&processor, &message).await, Processed::Done);
+    assert_eq!(plan.calls(), 7, "the completion was written twice");
+    assert_eq!(
+        work_record(store.inner(), &message).await.status,
+        WorkStatus::Processed
+    );
+    assert_eq!(
+        process_ok(&processor, &message).await,
+        Processed::AlreadyDone
+    );
+    assert_eq!(extension.runs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_completion_that_keeps_failing_gives_up_and_the_lease_lapses() {
+    let plan = FaultPlan::new();
+    for call in 6..=20 {
+        plan.fail(call, Fault::Before);
+    }
+    let store = Faulty::new(MemoryStore::new(), plan.clone());
+    let processor = processor(store.clone(), Counting::default(), FixedClock(NOW));
+    let message = message(Provider::Biteship, "order.status--delivered").await;
+
+    let error = processor
+        .process(&message.encode())
+        .await
+        .expect_err("the completion never lands");
+
+    assert!(matches!(error, ProcessError::Backend(_)), "{error:?}");
+    assert_eq!(plan.calls(), 10, "five completion writes, then none");
+    let record = work_record(store.inner(), &message).await;
+    assert_eq!(record.status, WorkStatus::Processing, "{record:?}");
+}

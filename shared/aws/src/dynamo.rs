@@ -7,15 +7,17 @@
 //! | resource  | `R#<provider>#<kind>#<id>`          | `S`                                | none     |
 //! | event log | `T#<yyyy-mm-dd>#<shard>`            | the event id (`<time>-<hash>`)     | retention|
 //! | conflict  | `X#<yyyy-mm>`                       | `<time>#<first id>#<second id>`    | retention|
-//! | quarantine| `Q#<yyyy-mm>`                       | the quarantine id (`<time>-<req>`) | retention|
-//! | outbox    | `O#<0..3>`                          | `<time>#<request id>`              | none     |
+//! | quarantine| `Q#<yyyy-mm>#<shard>`               | the quarantine id (`<time>-<req>`) | retention|
+//! | outbox    | `O#<shard>`                         | `<time>#<request id>`              | none     |
 //! | archived  | `A#<yyyy-mm-dd>#<shard>`            | `A`                                | archive  |
 //!
 //! Key parts are escaped (`%` as `%25`, `#` as `%23`) so that no two part
 //! lists give one key. A resource's partition holds its state and the work of
 //! every event on it: the resource story is one query. The event log is
 //! spread over [`TIME_SHARDS`] partitions a day by the hash in the event id,
-//! so no partition takes more than a sixteenth of the traffic. Items store
+//! so no partition takes more than a sixteenth of the traffic; so are the
+//! quarantine and the outbox, which take every delivery when a provider
+//! changes its format or SQS is down (see `docs/scale.md`). Items store
 //! short attribute names: a work record and the log entry of a 1 KB body
 //! (deflated) each stay under the 1 KB of one write unit.
 
@@ -33,7 +35,7 @@ use terima_core::{BodyRef, Clock, Provider, QueueMessage, Resource, SystemClock,
 use terima_service::store::{
     AckStore, BackendError, ConflictRecord, Effect, EventFilter, EventLog, EventRecord, EventStore,
     EventView, Lease, LeaseRequest, Outbox, Page, QuarantineRecord, ResourceState, Retried, Seen,
-    Story, TIME_SHARDS, WorkKey, WorkRecord, WorkStatus, event_id_parts, id_time,
+    Story, TIME_SHARDS, WorkKey, WorkRecord, WorkStatus, event_id_parts, id_time, shard_of,
 };
 
 use crate::archive;
@@ -42,9 +44,6 @@ use crate::s3::S3Blobs;
 pub type Item = HashMap<String, AttributeValue>;
 
 const DAY_MS: i64 = 86_400_000;
-/// Outbox partitions: spread the (rare) held messages of an outage.
-const OUTBOX_SHARDS: u32 = 4;
-
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
@@ -675,7 +674,7 @@ impl AckStore for DynamoStore {
 
     async fn hold(&self, message: &QueueMessage) -> Result<(), BackendError> {
         let text = message.encode();
-        let shard = text.len() as u32 % OUTBOX_SHARDS;
+        let shard = shard_of(&message.request_id);
         let item = Item::from([
             ("pk".to_owned(), s(format!("O#{shard}"))),
             (
@@ -695,7 +694,7 @@ impl AckStore for DynamoStore {
         let item = Item::from([
             (
                 "pk".to_owned(),
-                s(format!("Q#{}", month_of(record.received_at))),
+                s(quarantine_pk(&month_of(record.received_at), &record.id)),
             ),
             ("sk".to_owned(), s(&record.id)),
             ("r".to_owned(), s(json_text(record))),
@@ -711,7 +710,7 @@ impl AckStore for DynamoStore {
 impl Outbox for DynamoStore {
     async fn held(&self, limit: usize) -> Result<Vec<(String, String)>, BackendError> {
         let mut held = Vec::new();
-        for shard in 0..OUTBOX_SHARDS {
+        for shard in 0..TIME_SHARDS {
             let pk = format!("O#{shard}");
             for item in self.query_all(pk.clone(), None, true).await? {
                 if held.len() >= limit {
@@ -1177,10 +1176,19 @@ impl EventLog for DynamoStore {
         let upper = after.unwrap_or("~");
         let mut items = Vec::new();
         for month in recent_months(now, self.retention_days) {
-            let (found, _) = self
-                .query_range_desc(format!("Q#{month}"), "0", upper, limit + 1 - items.len())
-                .await?;
-            items.extend(found.iter().filter_map(json_record::<QuarantineRecord>));
+            let need = limit + 1 - items.len();
+            let shards = futures_util::future::try_join_all((0..TIME_SHARDS).map(|shard| {
+                self.query_range_desc(format!("Q#{month}#{shard}"), "0", upper, need)
+            }))
+            .await?;
+            let mut found: Vec<QuarantineRecord> = shards
+                .iter()
+                .flat_map(|(items, _)| items)
+                .filter_map(json_record::<QuarantineRecord>)
+                .collect();
+            found.sort_by(|a, b| b.id.cmp(&a.id));
+            found.truncate(need);
+            items.extend(found);
             if items.len() > limit {
                 break;
             }
@@ -1196,7 +1204,7 @@ impl EventLog for DynamoStore {
             return Ok(None);
         };
         Ok(self
-            .get(format!("Q#{month}"), id, true)
+            .get(quarantine_pk(&month, id), id, true)
             .await?
             .as_ref()
             .and_then(json_record))
@@ -1209,6 +1217,12 @@ impl EventLog for DynamoStore {
         record.retried = Some(retried.clone());
         self.quarantine(&record).await
     }
+}
+
+/// The partition of a quarantined body: its month and its request's shard.
+fn quarantine_pk(month: &str, id: &str) -> String {
+    let request_id = id.split_once('-').map_or(id, |(_, request)| request);
+    format!("Q#{month}#{}", shard_of(request_id))
 }
 
 /// `2024-01` from a quarantine id `20240120T153000000-...`.

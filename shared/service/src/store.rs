@@ -248,6 +248,13 @@ pub fn id_time(t: Timestamp) -> String {
 /// `docs/scale.md`): no partition takes more than 1/16 of the events.
 pub const TIME_SHARDS: u32 = 16;
 
+/// The shard of a key among [`TIME_SHARDS`] partitions, for records that
+/// every delivery may write at once: the outbox during an SQS outage, the
+/// quarantine when a provider changes its format.
+pub fn shard_of(key: &str) -> u32 {
+    u32::from(Sha256::digest(key.as_bytes())[0]) % TIME_SHARDS
+}
+
 /// The day (`2024-01-20`) and shard of an event id, or `None` when the text
 /// is not one.
 pub fn event_id_parts(id: &str) -> Option<(String, u32)> {

@@ -38,8 +38,8 @@ use terima_service::store::{
     Story, TIME_SHARDS, WorkKey, WorkRecord, WorkStatus, event_id_parts, id_time, shard_of,
 };
 
-use crate::archive;
 use crate::s3::S3Blobs;
+use crate::{archive, markers};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -134,6 +134,17 @@ impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<E> {
     }
 }
 
+/// An update expression's document path does not exist (a map attribute an
+/// older item lacks).
+fn is_missing_path<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(se)
+        if se.err().code() == Some("ValidationException")
+            && se.err().message().is_some_and(|m| m.contains("document path")))
+}
+
 fn is_condition_failure<E, R>(e: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -220,6 +231,16 @@ fn unescape(part: &str) -> String {
     part.replace("%23", "#").replace("%25", "%")
 }
 
+/// The provider and resource of an item in a resource's partition.
+fn resource_of(item: &Item) -> Option<(Provider, Resource)> {
+    let mut pk = get_s(item, "pk")?.splitn(4, '#');
+    let (_, provider, kind, id) = (pk.next()?, pk.next()?, pk.next()?, pk.next()?);
+    Some((
+        Provider::from_name(provider)?,
+        Resource::new(unescape(kind), unescape(id)),
+    ))
+}
+
 /// Reads a work record; the key comes from `pk`/`sk`.
 fn work_from_item(item: &Item) -> Option<WorkRecord> {
     let mut pk = get_s(item, "pk")?.splitn(4, '#');
@@ -279,9 +300,9 @@ fn event_item(event: &EventRecord, retention_days: i64) -> Result<Item, BackendE
     if let Some(status) = &event.status {
         item.insert("cs".into(), s(status));
     }
-    item.insert("bs".into(), s(&event.body_sha256));
     match &event.body {
         BodyRef::Inline { text } => {
+            // The digest of an inline body is the body's: not stored twice.
             item.insert(
                 "z".into(),
                 AttributeValue::B(Blob::new(deflate(text.as_bytes()))),
@@ -290,6 +311,7 @@ fn event_item(event: &EventRecord, retention_days: i64) -> Result<Item, BackendE
         BodyRef::Stored { key, size } => {
             item.insert("bk".into(), s(key));
             item.insert("bz".into(), n(size));
+            item.insert("bs".into(), s(&event.body_sha256));
         }
     }
     if !event.headers.is_empty() {
@@ -332,7 +354,11 @@ pub(crate) fn event_item_record(item: &Item) -> Option<EventRecord> {
         occurred_at: get_time(item, "oa"),
         received_at: get_time(item, "ra")?,
         status: get_s(item, "cs").map(str::to_owned),
-        body_sha256: get_s(item, "bs")?.to_owned(),
+        body_sha256: match (&body, get_s(item, "bs")) {
+            (_, Some(digest)) => digest.to_owned(),
+            (BodyRef::Inline { text }, None) => terima_core::message::sha256_hex(text.as_bytes()),
+            (BodyRef::Stored { .. }, None) => return None,
+        },
         body,
         headers: get_s(item, "h")
             .and_then(|h| serde_json::from_str(h).ok())
@@ -343,7 +369,10 @@ pub(crate) fn event_item_record(item: &Item) -> Option<EventRecord> {
 }
 
 fn resource_from_item(item: &Item) -> Option<ResourceState> {
-    serde_json::from_str(get_s(item, "r")?).ok()
+    match item.get("rz").and_then(|v| v.as_b().ok()) {
+        Some(z) => serde_json::from_slice(&inflate(z.as_ref()).ok()?).ok(),
+        None => serde_json::from_str(get_s(item, "r")?).ok(),
+    }
 }
 
 fn json_record<T: serde::de::DeserializeOwned>(item: &Item) -> Option<T> {
@@ -400,6 +429,49 @@ impl DynamoStore {
             .await
             .map_err(|e| backend("get_item", DisplayErrorContext(e)))?;
         Ok(out.item)
+    }
+
+    /// A resource's state item, only the works recorded in it (eventually
+    /// consistent: half a read unit).
+    async fn get_markers(&self, pk: String) -> Result<Option<Item>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s("S"))
+            .projection_expression("#wm")
+            .expression_attribute_names("#wm", markers::ATTRIBUTE)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", DisplayErrorContext(e)))?;
+        Ok(out.item)
+    }
+
+    /// The conditional update of a resource's state item, before its
+    /// expression.
+    fn state_update(
+        &self,
+        state: &ResourceState,
+        expected: Option<u64>,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(resource_pk(state.provider, &state.kind, &state.id)))
+            .key("sk", s("S"))
+            .expression_attribute_values(":v", n(state.version))
+            .expression_attribute_values(
+                ":r",
+                AttributeValue::B(Blob::new(deflate(json_text(state).as_bytes()))),
+            );
+        match expected {
+            None => update.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => update
+                .condition_expression("v = :expected")
+                .expression_attribute_values(":expected", n(v)),
+        }
     }
 
     pub(crate) async fn put_item(
@@ -534,21 +606,23 @@ impl DynamoStore {
         &self,
         keys: Vec<WorkKey>,
     ) -> Result<HashMap<WorkKey, WorkRecord>, BackendError> {
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(100) {
+        // Each work item, and each resource's state item for the works
+        // recorded inside it; every key once (BatchGetItem refuses a list
+        // with a key twice).
+        let mut wanted = std::collections::BTreeSet::new();
+        for k in &keys {
+            let pk = resource_pk(k.provider, &k.resource.kind, &k.resource.id);
+            wanted.insert((pk.clone(), work_sk(k)));
+            wanted.insert((pk, "S".to_owned()));
+        }
+        let wanted: Vec<(String, String)> = wanted.into_iter().collect();
+        let mut found: HashMap<WorkKey, WorkRecord> = HashMap::new();
+        let mut inside: Vec<WorkRecord> = Vec::new();
+        for chunk in wanted.chunks(100) {
             let mut pending: Vec<Item> = chunk
                 .iter()
-                .map(|k| {
-                    Item::from([
-                        (
-                            "pk".to_owned(),
-                            s(resource_pk(k.provider, &k.resource.kind, &k.resource.id)),
-                        ),
-                        ("sk".to_owned(), s(work_sk(k))),
-                    ])
-                })
+                .map(|(pk, sk)| Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
                 .collect();
-            pending.dedup();
             while !pending.is_empty() {
                 let keys_and = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
@@ -566,7 +640,11 @@ impl DynamoStore {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    if let Some(work) = work_from_item(&item) {
+                    if get_s(&item, "sk") == Some("S") {
+                        if let Some((provider, resource)) = resource_of(&item) {
+                            inside.extend(markers::records(provider, &resource, &item));
+                        }
+                    } else if let Some(work) = work_from_item(&item) {
                         found.insert(work.key.clone(), work);
                     }
                 }
@@ -575,6 +653,14 @@ impl DynamoStore {
                     .and_then(|mut u| u.remove(&self.table))
                     .map(|k| k.keys)
                     .unwrap_or_default();
+            }
+        }
+        for record in inside {
+            match found.get(&record.key) {
+                Some(existing) if existing.status == WorkStatus::Processed => {}
+                _ => {
+                    found.insert(record.key.clone(), record);
+                }
             }
         }
         Ok(found)
@@ -649,26 +735,39 @@ impl AckStore for DynamoStore {
         digest: &str,
     ) -> Result<Seen, BackendError> {
         let prefix = work_prefix(work_key);
-        let out = self
+        let pk = resource_pk(provider, &resource.kind, &resource.id);
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(
-                ":pk",
-                s(resource_pk(provider, &resource.kind, &resource.id)),
-            )
+            .expression_attribute_values(":pk", s(pk.clone()))
             .expression_attribute_values(":prefix", s(prefix.clone()))
             .projection_expression("sk")
-            .send()
-            .await
-            .map_err(|e| backend("query", DisplayErrorContext(e)))?;
+            .send();
+        let (out, state) = futures_util::try_join!(
+            Box::pin(async {
+                query
+                    .await
+                    .map_err(|e| backend("query", DisplayErrorContext(e)))
+            }),
+            Box::pin(self.get_markers(pk)),
+        )?;
         let items = out.items.unwrap_or_default();
+        let inside = state
+            .map(|state| markers::records(provider, resource, &state))
+            .unwrap_or_default();
         Ok(Seen::from_digests(
             digest,
             items
                 .iter()
-                .filter_map(|i| get_s(i, "sk")?.strip_prefix(prefix.as_str())),
+                .filter_map(|i| get_s(i, "sk")?.strip_prefix(prefix.as_str()))
+                .chain(
+                    inside
+                        .iter()
+                        .filter(|w| w.key.work_key == work_key)
+                        .map(|w| w.key.digest.as_str()),
+                ),
         ))
     }
 
@@ -748,17 +847,24 @@ impl EventStore for DynamoStore {
         work_key: &str,
     ) -> Result<Vec<WorkRecord>, BackendError> {
         // Eventually consistent: a stale answer only means the conditional
-        // write that follows decides.
-        Ok(self
-            .query_all(
-                resource_pk(provider, &resource.kind, &resource.id),
-                Some(work_prefix(work_key)),
-                false,
-            )
-            .await?
-            .iter()
-            .filter_map(work_from_item)
-            .collect())
+        // write that follows decides. The work items and the state item
+        // (the works recorded with it) are read at once.
+        let pk = resource_pk(provider, &resource.kind, &resource.id);
+        // Boxed: two SDK calls side by side make a future too large for a
+        // debug build's stack.
+        let (items, state) = futures_util::try_join!(
+            Box::pin(self.query_all(pk.clone(), Some(work_prefix(work_key)), false)),
+            Box::pin(self.get_markers(pk)),
+        )?;
+        let mut works: Vec<WorkRecord> = items.iter().filter_map(work_from_item).collect();
+        if let Some(state) = state {
+            let inside = markers::records(provider, resource, &state)
+                .into_iter()
+                .filter(|w| w.key.work_key == work_key)
+                .collect();
+            markers::merge(&mut works, inside);
+        }
+        Ok(works)
     }
 
     async fn log(&self, event: &EventRecord) -> Result<(), BackendError> {
@@ -966,29 +1072,94 @@ impl EventStore for DynamoStore {
             .and_then(resource_from_item))
     }
 
+    async fn resource_to_update(
+        &self,
+        provider: Provider,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<ResourceState>, BackendError> {
+        Ok(self
+            .get(resource_pk(provider, kind, id), "S", false)
+            .await?
+            .as_ref()
+            .and_then(resource_from_item))
+    }
+
     async fn put_resource(
         &self,
         state: &ResourceState,
         expected: Option<u64>,
     ) -> Result<bool, BackendError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(resource_pk(state.provider, &state.kind, &state.id)))
-            .item("sk", s("S"))
-            .item("v", n(state.version))
-            .item("r", s(json_text(state)));
-        put = match expected {
-            None => put.condition_expression("attribute_not_exists(pk)"),
-            Some(v) => put
-                .condition_expression("v = :expected")
-                .expression_attribute_values(":expected", n(v)),
-        };
-        match put.send().await {
+        // An update, not a put: the works recorded in the item stay.
+        let update = self
+            .state_update(state, expected)
+            .update_expression("SET v = :v, rz = :r, #wm = if_not_exists(#wm, :empty) REMOVE r")
+            .expression_attribute_names("#wm", markers::ATTRIBUTE)
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()));
+        match update.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(backend("put_item", DisplayErrorContext(e))),
+            Err(e) => Err(backend("update_item", DisplayErrorContext(e))),
+        }
+    }
+
+    async fn put_resource_and_finish(
+        &self,
+        state: &ResourceState,
+        expected: Option<u64>,
+        work: &WorkRecord,
+    ) -> Result<bool, BackendError> {
+        let entry = markers::entry(work);
+        let pk = resource_pk(state.provider, &state.kind, &state.id);
+        let state_bytes = deflate(json_text(state).as_bytes()).len();
+        let Some(room) = markers::room(pk.len(), state_bytes, work.key.digest.len() + entry.len())
+        else {
+            // The state leaves no room in its write unit: the work gets an
+            // item of its own.
+            return Ok(self.put_resource(state, expected).await?
+                && self.finish(work).await.map(|_| true)?);
+        };
+        let update = self
+            .state_update(state, expected)
+            .expression_attribute_names("#wm", markers::ATTRIBUTE)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let update = match expected {
+            // A new item starts its map with this work.
+            None => update
+                .update_expression("SET v = :v, rz = :r, #wm = :works")
+                .expression_attribute_values(
+                    ":works",
+                    AttributeValue::M(HashMap::from([(work.key.digest.clone(), s(entry))])),
+                ),
+            // A full map takes no more: the condition says so, and the work
+            // gets an item of its own.
+            Some(_) => update
+                .update_expression("SET v = :v, rz = :r, #wm.#digest = :entry REMOVE r")
+                .condition_expression("v = :expected AND size(#wm) < :room")
+                .expression_attribute_names("#digest", &work.key.digest)
+                .expression_attribute_values(":entry", s(entry))
+                .expression_attribute_values(":room", n(room)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let old = match e.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(ex) => ex.item,
+                    _ => None,
+                };
+                let version = old.as_ref().and_then(|o| get_n::<u64>(o, "v"));
+                if version.is_some() && version == expected {
+                    // The version held: the map was full.
+                    Ok(self.put_resource(state, expected).await?
+                        && self.finish(work).await.map(|_| true)?)
+                } else {
+                    Ok(false)
+                }
+            }
+            // A state item written before works were kept in it has no map.
+            Err(e) if is_missing_path(&e) => Ok(self.put_resource(state, expected).await?
+                && self.finish(work).await.map(|_| true)?),
+            Err(e) => Err(backend("update_item", DisplayErrorContext(e))),
         }
     }
 
@@ -1127,13 +1298,20 @@ impl EventLog for DynamoStore {
             .query_all(resource_pk(provider, kind, id), None, true)
             .await?;
         let mut story = Story::default();
+        let mut inside = Vec::new();
         for item in &items {
             match get_s(item, "sk") {
-                Some("S") => story.state = resource_from_item(item),
+                Some("S") => {
+                    story.state = resource_from_item(item);
+                    inside = resource_of(item)
+                        .map(|(provider, resource)| markers::records(provider, &resource, item))
+                        .unwrap_or_default();
+                }
                 Some(sk) if sk.starts_with("W#") => story.works.extend(work_from_item(item)),
                 _ => {}
             }
         }
+        markers::merge(&mut story.works, inside);
         story.works.sort_by_key(|w| w.received_at);
         Ok(story)
     }

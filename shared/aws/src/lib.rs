@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod dynamo;
 pub mod lambda;
+mod markers;
 pub mod s3;
 pub mod setup;
 pub mod sqs;

@@ -119,11 +119,20 @@ async fn a_repeat_after_processing_is_a_duplicate() {
         );
         // Its copy is queued, and the processor finds the work done.
         assert_eq!(process_queue(&b).await, 1);
-        assert_eq!(
-            b.items_with_sk_prefix("W#").await,
-            1,
-            "{file}: one work record"
-        );
+        // The work is recorded once, with the state it produced: no item of
+        // its own.
+        assert_eq!(b.items_with_sk_prefix("W#").await, 0, "{file}");
+        let state = b
+            .items()
+            .await
+            .into_iter()
+            .find(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("S"))
+            .unwrap_or_else(|| panic!("{file}: a state item"));
+        let recorded = state
+            .get("wm")
+            .and_then(|v| v.as_m().ok())
+            .map_or(0, std::collections::HashMap::len);
+        assert_eq!(recorded, 1, "{file}: one work recorded in the state item");
     }
 }
 

@@ -40,8 +40,10 @@ const LEASE_MILLIS: i64 = 1_000;
 const VISIBILITY_SECS: u32 = 1;
 
 /// Counts each event's business work (the extension runs under the lease).
+/// When it does not apply, the built-in work alone runs, recorded with the
+/// state it produced.
 #[derive(Clone, Default)]
-struct Work(Arc<Mutex<HashMap<String, usize>>>);
+struct Work(Arc<Mutex<HashMap<String, usize>>>, bool);
 
 impl Work {
     fn runs(&self) -> usize {
@@ -51,7 +53,7 @@ impl Work {
 
 impl Extension for Work {
     fn applies(&self, _: &Inspected) -> bool {
-        true
+        self.1
     }
 
     async fn handle(&self, ctx: &WorkContext<'_>) -> Result<(), ExtensionError> {
@@ -70,32 +72,49 @@ enum At {
     AckStore(u64, Fault),
     /// The ack path's queue: call 1 is the send.
     AckQueue(u64, Fault),
-    /// The processor's store: 1 the work records, 2 the lease, 3 the log
-    /// entry, 4-5 the resource, 6 the completion.
+    /// The processor's store. With an extension (under a lease): 1 the work
+    /// records, 2 the lease, 3 the log entry, 4-5 the resource, 6 the
+    /// completion. Built-in work alone: 1 the work records, 2 the log entry,
+    /// 3 the resource, 4 the resource written with the work recorded.
     ProcessorStore(u64, Fault),
+}
+
+/// Which processing path a case runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    /// An extension applies: its work runs under a lease.
+    Lease,
+    /// Built-in work only.
+    BuiltIn,
 }
 
 struct Case {
     name: &'static str,
     faults: &'static [At],
+    /// `None`: the fault is on the ack path, the same for both.
+    path: Option<Path>,
 }
 
 const CASES: &[Case] = &[
     Case {
         name: "no fault",
         faults: &[],
+        path: None,
     },
     Case {
         name: "DynamoDB error on the ack read",
         faults: &[At::AckStore(1, Fault::Before)],
+        path: None,
     },
     Case {
         name: "SQS error on the send",
         faults: &[At::AckQueue(1, Fault::Before)],
+        path: None,
     },
     Case {
         name: "SQS timeout after the send landed",
         faults: &[At::AckQueue(1, Fault::After)],
+        path: None,
     },
     Case {
         name: "SQS error, then DynamoDB timeout after the outbox write landed",
@@ -103,6 +122,7 @@ const CASES: &[Case] = &[
             At::AckQueue(1, Fault::Before),
             At::AckStore(2, Fault::After),
         ],
+        path: None,
     },
     Case {
         name: "SQS error, then DynamoDB error on the outbox write",
@@ -110,46 +130,82 @@ const CASES: &[Case] = &[
             At::AckQueue(1, Fault::Before),
             At::AckStore(2, Fault::Before),
         ],
+        path: None,
     },
     Case {
         name: "crash while sending (send not made)",
         faults: &[At::AckQueue(1, Fault::Stall)],
+        path: None,
     },
     Case {
         name: "crash after the send landed",
         faults: &[At::AckQueue(1, Fault::StallAfter)],
+        path: None,
     },
     Case {
         name: "DynamoDB error taking the lease",
         faults: &[At::ProcessorStore(2, Fault::Before)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "DynamoDB timeout after the lease landed",
         faults: &[At::ProcessorStore(2, Fault::After)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "DynamoDB error on the log entry",
         faults: &[At::ProcessorStore(3, Fault::Before)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "crash between the lease and the log entry",
         faults: &[At::ProcessorStore(3, Fault::Stall)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "crash between the log entry and the projection",
         faults: &[At::ProcessorStore(4, Fault::Stall)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "DynamoDB error on the completion",
         faults: &[At::ProcessorStore(6, Fault::Before)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "DynamoDB timeout after the completion landed",
         faults: &[At::ProcessorStore(6, Fault::After)],
+        path: Some(Path::Lease),
     },
     Case {
         name: "crash after the completion landed",
         faults: &[At::ProcessorStore(6, Fault::StallAfter)],
+        path: Some(Path::Lease),
+    },
+    Case {
+        name: "DynamoDB error on the log entry",
+        faults: &[At::ProcessorStore(2, Fault::Before)],
+        path: Some(Path::BuiltIn),
+    },
+    Case {
+        name: "crash between the log entry and the projection",
+        faults: &[At::ProcessorStore(3, Fault::Stall)],
+        path: Some(Path::BuiltIn),
+    },
+    Case {
+        name: "DynamoDB error on the write that records the work",
+        faults: &[At::ProcessorStore(4, Fault::Before)],
+        path: Some(Path::BuiltIn),
+    },
+    Case {
+        name: "DynamoDB timeout after the write that records the work landed",
+        faults: &[At::ProcessorStore(4, Fault::After)],
+        path: Some(Path::BuiltIn),
+    },
+    Case {
+        name: "crash after the write that records the work landed",
+        faults: &[At::ProcessorStore(4, Fault::StallAfter)],
+        path: Some(Path::BuiltIn),
     },
 ];
 
@@ -175,6 +231,7 @@ struct Outcome {
     acknowledged: bool,
     held: bool,
     runs: usize,
+    logged: usize,
     processed: bool,
 }
 
@@ -224,7 +281,8 @@ async fn run_case(provider: Provider, file: &str, case: &Case) -> Outcome {
     sweep(&b.store(), &b.queue(), Metrics::Silent)
         .await
         .expect("sweeps");
-    let work = Work::default();
+    let path = case.path.unwrap_or(Path::BuiltIn);
+    let work = Work(Arc::default(), path == Path::Lease);
     let processor = Processor::new(
         ProcessorConfig {
             lease_millis: LEASE_MILLIS,
@@ -306,17 +364,50 @@ async fn run_case(provider: Provider, file: &str, case: &Case) -> Outcome {
         .expect("reads")
         .iter()
         .any(|w| w.status == WorkStatus::Processed);
+    // The built-in work's runs are its records, wherever they are kept: a
+    // work item, or an entry in the state item. Each delivery's log entry
+    // is written once.
+    let digest = &inspected.digest;
+    let items = b.items().await;
+    let recorded = items
+        .iter()
+        .filter(|i| {
+            let sk = i.get("sk").and_then(|v| v.as_s().ok());
+            let own = sk
+                .is_some_and(|sk| sk.starts_with("W#") && sk.ends_with(&format!("#{digest}")))
+                && i.get("st").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("processed");
+            let inside = sk.map(String::as_str) == Some("S")
+                && i.get("wm")
+                    .and_then(|v| v.as_m().ok())
+                    .is_some_and(|m| m.contains_key(digest));
+            own || inside
+        })
+        .count();
+    let logged = items
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("T#"))
+                && i.get("dg").and_then(|v| v.as_s().ok()) == Some(digest)
+        })
+        .count();
     Outcome {
         answers,
         acknowledged,
         held,
-        runs: work.runs(),
+        runs: match path {
+            Path::Lease => work.runs(),
+            Path::BuiltIn => recorded,
+        },
+        logged,
         processed,
     }
 }
 
 fn verdict(provider: Provider, o: &Outcome) -> &'static str {
     match (o.acknowledged, o.runs) {
+        _ if o.logged > 1 => "LOGGED TWICE",
         (true, 1) => "ok",
         (true, 0) => "LOST",
         (_, 2..) => "TWICE",
@@ -346,22 +437,29 @@ async fn every_acknowledged_event_is_processed_exactly_once_whatever_single_faul
                     lost += 1;
                 }
             }
-            if o.runs > 1 {
+            if o.runs > 1 || o.logged > 1 {
                 twice += 1;
             }
             lines.push(format!(
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 case.name,
+                match case.path {
+                    Some(Path::Lease) => "extension",
+                    _ => "built-in",
+                },
                 provider,
                 o.answers.join(", "),
                 if o.held { "yes" } else { "" },
                 o.runs,
+                o.logged,
                 verdict(provider, &o)
             ));
         }
     }
-    println!("| fault | provider | answers (with retries) | outbox | work runs | verdict |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| fault | work | provider | answers (with retries) | outbox | work runs | log entries | verdict |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for line in &lines {
         println!("{line}");
     }

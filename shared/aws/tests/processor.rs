@@ -661,3 +661,80 @@ async fn an_expired_event_is_still_shown_and_listed_from_the_archive() {
         [id.as_str()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn works_recorded_with_the_state_keep_it_in_one_write_unit_and_are_all_found() {
+    let b = Backends::new(5, 30).await;
+    let p = processor_for(&b, (), 300_000);
+    let mut messages = Vec::new();
+    for minute in 0..24 {
+        let body = biteship(
+            "dropping_off",
+            Some(&format!("2024-01-20T10:{minute:02}:00Z")),
+        );
+        messages.push(message(Provider::Biteship, &body).await);
+    }
+    for m in &messages {
+        assert_eq!(
+            p.process(&m.encode()).await.expect("processes"),
+            Processed::Done
+        );
+    }
+    let state = b
+        .items()
+        .await
+        .into_iter()
+        .find(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("S"))
+        .expect("a state item");
+    let size: usize = state.iter().map(|(k, v)| k.len() + value_bytes(v)).sum();
+    let own_items = b.items_with_sk_prefix("W#").await;
+    println!(
+        "state item {size} B after 24 events; {} works recorded in it, {own_items} in items of their own",
+        24 - own_items
+    );
+    assert!(own_items > 0 && own_items < 24, "{own_items}");
+    assert!(
+        size <= 1_024,
+        "the state item stays within one write unit: {size}"
+    );
+    // Every copy, old or new, is found done.
+    for m in &messages {
+        assert_eq!(
+            p.process(&m.encode()).await.expect("processes"),
+            Processed::AlreadyDone
+        );
+    }
+    let story = b
+        .store()
+        .story(Provider::Biteship, "order", "65bb1f2e9a4c3d0012e4f5a6")
+        .await
+        .expect("story");
+    assert_eq!(story.works.len(), 24);
+    assert!(
+        story
+            .works
+            .iter()
+            .all(|w| w.status == WorkStatus::Processed)
+    );
+    assert_eq!(
+        b.items_with_sk_prefix("W#").await,
+        own_items,
+        "nothing new written"
+    );
+}
+
+/// DynamoDB's size of an attribute value.
+fn value_bytes(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) | A::N(s) => s.len(),
+        A::B(b) => b.as_ref().len(),
+        A::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + value_bytes(v) + 1)
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}

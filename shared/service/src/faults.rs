@@ -218,6 +218,19 @@ impl<T: EventStore> EventStore for Faulty<T> {
             .await
     }
 
+    async fn resource_to_update(
+        &self,
+        provider: Provider,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<ResourceState>, BackendError> {
+        self.run(
+            "resource_to_update",
+            self.inner.resource_to_update(provider, kind, id),
+        )
+        .await
+    }
+
     async fn put_resource(
         &self,
         state: &ResourceState,
@@ -225,6 +238,19 @@ impl<T: EventStore> EventStore for Faulty<T> {
     ) -> Result<bool, BackendError> {
         self.run("put_resource", self.inner.put_resource(state, expected))
             .await
+    }
+
+    async fn put_resource_and_finish(
+        &self,
+        state: &ResourceState,
+        expected: Option<u64>,
+        work: &WorkRecord,
+    ) -> Result<bool, BackendError> {
+        self.run(
+            "put_resource_and_finish",
+            self.inner.put_resource_and_finish(state, expected, work),
+        )
+        .await
     }
 
     async fn record_conflict(&self, conflict: &ConflictRecord) -> Result<(), BackendError> {

@@ -51,7 +51,8 @@ use http::HeaderMap;
 use serde_json::json;
 use terima_core::message::claim_key;
 use terima_core::{
-    Clock, Inspected, Provider, QueueMessage, ReadError, Timestamp, VerifyError, inspect,
+    Clock, Inspected, Provider, QueueMessage, ReadError, Timestamp, Verification, VerifyError,
+    inspect,
 };
 use tracing::{debug, error, warn};
 
@@ -221,7 +222,12 @@ impl<S: AckStore, Q: Queue, B: Blobs> Ingest<S, Q, B> {
             .verify(headers, body, self.clock.as_ref())
         {
             Ok(verified) => {
-                notes.scheme = verified.scheme;
+                // Which scheme matched is news only where there is a choice
+                // (Akinon's HMAC and token): elsewhere it costs log bytes and
+                // says nothing.
+                if matches!(&self.config.verification, Verification::Enforced(v) if v.len() > 1) {
+                    notes.scheme = verified.scheme;
+                }
                 notes.secret_index = verified.secret_index;
             }
             Err(e) => return Outcome::Unauthorized(e),
@@ -406,13 +412,18 @@ impl<S: AckStore, Q: Queue, B: Blobs> Ingest<S, Q, B> {
         if let Some(scheme) = notes.scheme {
             points.push(Point::with_detail(Metric::Verified, scheme));
         }
-        if let Some(index) = &index {
+        // Only a secret other than the first is counted: during a rotation
+        // the old one's count falls to nothing, and the usual case costs no
+        // log bytes.
+        if let Some(index) = index.as_deref().filter(|i| *i != "0") {
             points.push(Point::with_detail(Metric::SecretMatched, index));
         }
         if let Some(started) = started {
+            // A tenth of a millisecond is as fine as an ack time means.
+            let millis = started.elapsed().as_secs_f64() * 1_000.0;
             points.push(Point::value(
                 Metric::AckMillis,
-                started.elapsed().as_secs_f64() * 1_000.0,
+                (millis * 10.0).round() / 10.0,
             ));
         }
         self.metrics.emit(provider, &points);

@@ -36,11 +36,11 @@ pub enum Metric {
     HeldInOutbox,
     /// Ack path: answered 503 because nothing durable holds the event.
     Unavailable,
-    /// Ack path: which configured secret verified the delivery
-    /// (`secret_index`), for rotations.
+    /// Ack path: a configured secret other than the first verified the
+    /// delivery (`secret_index`), for rotations.
     SecretMatched,
-    /// Ack path: which scheme verified the delivery (`scheme`), where a
-    /// provider accepts more than one.
+    /// Ack path: which scheme verified the delivery (`scheme`), for a
+    /// provider configured with more than one.
     Verified,
     /// Ack path: time from the request to the answer.
     AckMillis,
@@ -207,30 +207,108 @@ impl Metrics {
     }
 }
 
+/// One reported line of gathered counts: each metric with its detail.
+type Line = Vec<(Metric, Option<String>)>;
+
+/// Counts gathered over a batch and reported together, one line per
+/// provider (or a few, when two details of one dimension differ): a batch of
+/// ten records costs one log line, not ten.
+#[derive(Debug, Default)]
+pub struct Gathered(std::sync::Mutex<Vec<(Provider, Metric, Option<String>)>>);
+
+impl Gathered {
+    pub fn count(&self, provider: Provider, metric: Metric, detail: Option<&str>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((
+            provider,
+            metric,
+            detail.map(str::to_owned),
+        ));
+    }
+
+    /// Reports and forgets what was gathered.
+    pub fn flush(&self, metrics: Metrics) {
+        if metrics == Metrics::Silent {
+            self.take();
+            return;
+        }
+        for (provider, line) in self.take() {
+            let points: Vec<Point<'_>> = line
+                .iter()
+                .map(|(metric, detail)| Point {
+                    metric: *metric,
+                    value: 1.0,
+                    detail: detail.as_deref(),
+                })
+                .collect();
+            metrics.emit(provider, &points);
+        }
+    }
+
+    /// The lines to report: per provider, each holding at most one value per
+    /// detail dimension.
+    fn take(&self) -> Vec<(Provider, Line)> {
+        let gathered = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut lines: Vec<(Provider, Line)> = Vec::new();
+        for (provider, metric, detail) in gathered {
+            let fits = |line: &Line| {
+                line.iter().all(|(other, other_detail)| {
+                    other.detail().is_none()
+                        || other.detail() != metric.detail()
+                        || *other_detail == detail
+                })
+            };
+            match lines
+                .iter_mut()
+                .find(|(p, line)| *p == provider && fits(line))
+            {
+                Some((_, line)) => line.push((metric, detail)),
+                None => lines.push((provider, vec![(metric, detail)])),
+            }
+        }
+        lines
+    }
+}
+
 /// One EMF line. Points of the same metric in one line are summed; a detail
 /// dimension appears once per line, so two points whose details differ go in
-/// two lines (`emit` callers never do that).
+/// two lines (`emit` callers never do that). Metrics under the same
+/// dimension sets share one directive: the line is what CloudWatch Logs
+/// bills.
 pub fn emf_line(timestamp: i64, provider: Provider, points: &[Point<'_>]) -> String {
     let mut root = Map::new();
     root.insert("provider".into(), provider.name().into());
-    let mut directives = Vec::new();
+    let mut directives: Vec<(Vec<Vec<&str>>, Vec<Value>)> = Vec::new();
     for point in points {
         let name = point.metric.name();
+        let seen = root.contains_key(name);
         let total = root.get(name).and_then(Value::as_f64).unwrap_or(0.0) + point.value;
         root.insert(name.into(), json_number(total));
         if let (Some(key), Some(value)) = (point.metric.detail(), point.detail) {
             root.insert(key.into(), value.into());
         }
+        if seen {
+            continue;
+        }
         let sets = match point.detail {
             Some(_) => point.metric.dimension_sets(),
             None => vec![vec!["provider"]],
         };
-        directives.push(json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": sets,
-            "Metrics": [{"Name": name, "Unit": point.metric.unit()}],
-        }));
+        let metric = json!({"Name": name, "Unit": point.metric.unit()});
+        match directives.iter_mut().find(|(s, _)| *s == sets) {
+            Some((_, metrics)) => metrics.push(metric),
+            None => directives.push((sets, vec![metric])),
+        }
     }
+    let directives: Vec<Value> = directives
+        .into_iter()
+        .map(|(sets, metrics)| {
+            json!({
+                "Namespace": NAMESPACE,
+                "Dimensions": sets,
+                "Metrics": metrics,
+            })
+        })
+        .collect();
     root.insert(
         "_aws".into(),
         json!({ "Timestamp": timestamp, "CloudWatchMetrics": directives }),
@@ -282,8 +360,29 @@ mod tests {
         assert_eq!(v["accepted"], 1);
         assert_eq!(v["ack_ms"], 12.5);
         let directives = v["_aws"]["CloudWatchMetrics"].as_array().expect("array");
-        assert_eq!(directives.len(), 2);
-        assert_eq!(directives[1]["Metrics"][0]["Unit"], "Milliseconds");
+        assert_eq!(directives.len(), 1, "both share the provider dimension");
+        assert_eq!(directives[0]["Metrics"][1]["Unit"], "Milliseconds");
+    }
+
+    #[test]
+    fn gathered_counts_share_a_line_per_provider_unless_details_differ() {
+        let gathered = Gathered::default();
+        gathered.count(Provider::Oms, Metric::Processed, None);
+        gathered.count(Provider::Biteship, Metric::Processed, None);
+        gathered.count(Provider::Oms, Metric::Processed, None);
+        gathered.count(Provider::Oms, Metric::Failed, Some("backend"));
+        gathered.count(Provider::Oms, Metric::Failed, Some("deadline"));
+        let lines = gathered.take();
+        let summary: Vec<(Provider, usize)> = lines.iter().map(|(p, l)| (*p, l.len())).collect();
+        assert_eq!(
+            summary,
+            [
+                (Provider::Oms, 3),
+                (Provider::Biteship, 1),
+                (Provider::Oms, 1)
+            ]
+        );
+        assert!(gathered.take().is_empty(), "taking forgets");
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! The event log entry is written before the work, so a crash leaves the
 //! body logged and the retry writes the same entry again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,7 +44,7 @@ use terima_core::{
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::ProcessorConfig;
-use crate::metrics::{Metric, Metrics};
+use crate::metrics::{Gathered, Metric, Metrics};
 use crate::projection::merge;
 use crate::store::{
     BackendError, Blobs, ConflictRecord, Effect, EventRecord, EventStore, Lease, LeaseRequest,
@@ -163,6 +164,27 @@ impl ProcessError {
     }
 }
 
+/// How the built-in work of an event ended.
+enum Finish {
+    /// Done, and recorded with the state it produced.
+    Recorded(Effect),
+    /// Done; the caller records it.
+    Pending(Effect),
+    /// Another copy of the event recorded it first.
+    AlreadyDone,
+}
+
+fn warn_unread(event: &Inspected, notes: &[String]) {
+    if !notes.is_empty() {
+        warn!(
+            provider = %event.provider,
+            event_type = %event.reading.event_type,
+            unread = ?notes,
+            "some fields could not be read; the others were applied"
+        );
+    }
+}
+
 /// One record of a batch: the queue's id for it and its body.
 pub struct Record {
     pub message_id: String,
@@ -176,6 +198,8 @@ pub struct Processor<S, B, E = ()> {
     extension: E,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    /// This batch's counts, reported when it ends.
+    gathered: Gathered,
     owner_prefix: String,
     attempts: AtomicU64,
 }
@@ -198,6 +222,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             extension,
             clock,
             metrics,
+            gathered: Gathered::default(),
             owner_prefix,
             attempts: AtomicU64::new(0),
         }
@@ -214,25 +239,68 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
     /// Processes a batch with bounded concurrency and returns the ids of the
     /// records that failed, to be retried one by one by the queue.
     pub async fn process_batch(&self, records: Vec<Record>) -> Vec<String> {
-        let results: Vec<(String, Result<Processed, ProcessError>)> = stream::iter(records)
-            .map(|record| async move {
+        // Copies of one event in one batch (a provider's retry beside the
+        // delivery it repeats, an outbox resend beside its send) run once:
+        // the others share its outcome. Run side by side, each would write
+        // a log entry of its own.
+        let mut firsts: Vec<Record> = Vec::new();
+        let mut copies: Vec<(String, usize)> = Vec::new();
+        let mut seen: HashMap<WorkKey, usize> = HashMap::new();
+        for record in records {
+            let key = QueueMessage::decode(&record.body)
+                .ok()
+                .map(|m| WorkKey::of(&m));
+            match key.as_ref().and_then(|k| seen.get(k)) {
+                Some(&first) => copies.push((record.message_id, first)),
+                None => {
+                    if let Some(key) = key {
+                        seen.insert(key, firsts.len());
+                    }
+                    firsts.push(record);
+                }
+            }
+        }
+        let results: Vec<(usize, String, bool)> = stream::iter(firsts.into_iter().enumerate())
+            .map(|(index, record)| async move {
                 let span = info_span!("record", message_id = %record.message_id);
-                let result = self.process(&record.body).instrument(span).await;
-                (record.message_id, result)
+                let result = self.process_record(&record.body).instrument(span).await;
+                (index, record.message_id, result.is_err())
             })
             // Zero would never start a record and the batch would hang.
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
+        // One metric report for the batch.
+        self.gathered.flush(self.metrics);
+        let failed: Vec<usize> = results
+            .iter()
+            .filter(|(_, _, failed)| *failed)
+            .map(|(index, _, _)| *index)
+            .collect();
         results
             .into_iter()
-            .filter_map(|(id, result)| result.is_err().then_some(id))
+            .filter(|(_, _, failed)| *failed)
+            .map(|(_, id, _)| id)
+            .chain(
+                copies
+                    .into_iter()
+                    .filter(|(_, first)| failed.contains(first))
+                    .map(|(id, _)| id),
+            )
             .collect()
     }
 
     /// Processes one queued message.
     pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
-        let result = self.process_inner(body).await;
+        let result = self.process_record(body).await;
+        self.gathered.flush(self.metrics);
+        result
+    }
+
+    async fn process_record(&self, body: &str) -> Result<Processed, ProcessError> {
+        // On the heap: a record's future is large, and a batch polls several
+        // at once on one stack.
+        let result = Box::pin(self.process_inner(body)).await;
         match &result {
             Ok(Processed::Done) => {}
             Ok(Processed::AlreadyDone) => debug!("already processed; acknowledged"),
@@ -280,7 +348,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             .iter()
             .any(|w| w.key.digest == key.digest && w.status == WorkStatus::Processed)
         {
-            self.metrics
+            self.gathered
                 .count(provider, Metric::DuplicateDelivery, None);
             return Ok(Processed::AlreadyDone);
         }
@@ -322,10 +390,10 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
         let provider = message.provider;
         let work = async {
             self.store.log(event).await?;
-            self.project(inspected, &event.id).await
+            self.project_and_finish(inspected, event).await
         };
-        let effect = match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(effect)) => effect,
+        let finish = match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(finish)) => finish,
             Ok(Err(e)) => return Err(self.failed(event, None, e).await),
             Err(_) => {
                 return Err(self
@@ -333,18 +401,126 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
                     .await);
             }
         };
-        let mut record = WorkRecord::new(event);
-        record.status = WorkStatus::Processed;
-        record.attempts = 1;
-        record.processed_at = Some(Timestamp::from_unix_millis(self.clock.now_millis()));
-        record.effect = Some(effect);
-        if !self.store.finish(&record).await? {
-            self.metrics
+        let effect = match finish {
+            Finish::Recorded(effect) => {
+                self.done(message, effect, 1);
+                return Ok(Processed::Done);
+            }
+            Finish::AlreadyDone => {
+                self.gathered
+                    .count(provider, Metric::DuplicateDelivery, None);
+                return Ok(Processed::AlreadyDone);
+            }
+            Finish::Pending(effect) => effect,
+        };
+        if !self.store.finish(&self.processed(event, effect)).await? {
+            self.gathered
                 .count(provider, Metric::DuplicateDelivery, None);
             return Ok(Processed::AlreadyDone);
         }
         self.done(message, effect, 1);
         Ok(Processed::Done)
+    }
+
+    /// The work record of an event processed now.
+    fn processed(&self, event: &EventRecord, effect: Effect) -> WorkRecord {
+        let mut record = WorkRecord::new(event);
+        record.status = WorkStatus::Processed;
+        record.attempts = 1;
+        record.processed_at = Some(Timestamp::from_unix_millis(self.clock.now_millis()));
+        record.effect = Some(effect);
+        record
+    }
+
+    /// The built-in projection of an event whose one update is its own
+    /// resource (every provider's events today), with the work recorded in
+    /// the same write as the state it produced. Follow-ups (create-only
+    /// derived orders) are written first, from the state this event
+    /// produces, so the recording write is the last: a crash before it
+    /// leaves the event to run again, and running it again changes nothing
+    /// twice. Anything else takes the general projection, recorded after.
+    async fn project_and_finish(
+        &self,
+        inspected: &Inspected,
+        event: &EventRecord,
+    ) -> Result<Finish, ProcessError> {
+        let provider = inspected.provider;
+        let spec = provider.spec();
+        let mut notes = inspected.notes.clone();
+        let mut updates = spec.updates(&inspected.reading, &inspected.body, &mut notes);
+        let own = matches!(updates.as_slice(), [u] if u.kind == event.resource.kind && u.id == event.resource.id);
+        let update = match updates.pop() {
+            Some(update) if own => update,
+            last => {
+                updates.extend(last);
+                let effect = self
+                    .project_updates(inspected, &event.id, updates, notes)
+                    .await?;
+                return Ok(Finish::Pending(effect));
+            }
+        };
+        for attempt in 0..PROJECTION_RETRIES {
+            // The first read may be a moment old (see `apply`).
+            let current = if attempt == 0 {
+                self.store
+                    .resource_to_update(provider, &update.kind, &update.id)
+                    .await?
+            } else {
+                self.store
+                    .resource(provider, &update.kind, &update.id)
+                    .await?
+            };
+            let next = merge(provider, current.as_ref(), &update, &event.id);
+            if next.is_none() && attempt == 0 {
+                continue;
+            }
+            if next.is_none() && self.is_recorded(event).await? {
+                return Ok(Finish::AlreadyDone);
+            }
+            let mut attempt_notes = notes.clone();
+            if let Some(state) = next.as_ref().or(current.as_ref()) {
+                for follow_up in spec.follow_ups(
+                    &inspected.reading,
+                    &inspected.body,
+                    &state.fields,
+                    &mut attempt_notes,
+                ) {
+                    self.apply(inspected, &follow_up, &event.id).await?;
+                }
+            }
+            let Some(next) = next else {
+                warn_unread(inspected, &attempt_notes);
+                return Ok(Finish::Pending(Effect::Stale));
+            };
+            let record = self.processed(event, Effect::Applied);
+            if self
+                .store
+                .put_resource_and_finish(&next, current.map(|c| c.version), &record)
+                .await?
+            {
+                warn_unread(inspected, &attempt_notes);
+                return Ok(Finish::Recorded(Effect::Applied));
+            }
+            // Someone wrote in between: perhaps another copy of this event.
+            if self.is_recorded(event).await? {
+                return Ok(Finish::AlreadyDone);
+            }
+        }
+        Err(ProcessError::Backend(BackendError::new(
+            "projection",
+            "put_resource",
+            "too many concurrent writers on one resource",
+        )))
+    }
+
+    /// Whether this event's work is recorded as processed.
+    async fn is_recorded(&self, event: &EventRecord) -> Result<bool, ProcessError> {
+        Ok(self
+            .store
+            .works(event.provider, &event.resource, &event.work_key)
+            .await?
+            .iter()
+            .any(|w| w.key.digest == event.digest && w.status == WorkStatus::Processed))
     }
 
     /// Built-in work and the extension's, under a lease.
@@ -370,7 +546,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
         let started = request.now;
         let attempt = match self.store.acquire(&request).await? {
             Lease::Done => {
-                self.metrics
+                self.gathered
                     .count(provider, Metric::DuplicateDelivery, None);
                 return Ok(Processed::AlreadyDone);
             }
@@ -378,10 +554,10 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             Lease::Acquired { attempts, takeover } => {
                 if takeover {
                     warn!(event_type = %message.event_type, attempts, "took over a lapsed lease");
-                    self.metrics.count(provider, Metric::LeaseTakeover, None);
+                    self.gathered.count(provider, Metric::LeaseTakeover, None);
                 }
                 if attempts > 1 {
-                    self.metrics.count(provider, Metric::Retried, None);
+                    self.gathered.count(provider, Metric::Retried, None);
                 }
                 attempts
             }
@@ -461,7 +637,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
         owner: Option<&str>,
         e: ProcessError,
     ) -> ProcessError {
-        self.metrics
+        self.gathered
             .count(event.provider, Metric::Failed, Some(e.reason()));
         // If even this fails, a lease lapses on its own and the queue retries.
         if let Err(release) = self
@@ -486,20 +662,34 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             "processed"
         );
         if effect == Effect::Stale {
-            self.metrics
+            self.gathered
                 .count(provider, Metric::StaleUpdateIgnored, None);
         }
-        self.metrics.count(provider, Metric::Processed, None);
+        self.gathered.count(provider, Metric::Processed, None);
     }
 
     /// Applies the provider's projection rules for this event; returns
     /// whether it changed any resource.
     async fn project(&self, event: &Inspected, id: &str) -> Result<Effect, ProcessError> {
-        let spec = event.provider.spec();
         let mut notes = event.notes.clone();
+        let updates = event
+            .provider
+            .spec()
+            .updates(&event.reading, &event.body, &mut notes);
+        self.project_updates(event, id, updates, notes).await
+    }
+
+    async fn project_updates(
+        &self,
+        event: &Inspected,
+        id: &str,
+        updates: Vec<Update>,
+        mut notes: Vec<String>,
+    ) -> Result<Effect, ProcessError> {
+        let spec = event.provider.spec();
         let mut effect = Effect::Stale;
         let mut first_state = None;
-        for update in spec.updates(&event.reading, &event.body, &mut notes) {
+        for update in updates {
             let (state, changed) = self.apply(event, &update, id).await?;
             if changed {
                 effect = Effect::Applied;
@@ -511,14 +701,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
                 self.apply(event, &update, id).await?;
             }
         }
-        if !notes.is_empty() {
-            warn!(
-                provider = %event.provider,
-                event_type = %event.reading.event_type,
-                unread = ?notes,
-                "some fields could not be read; the others were applied"
-            );
-        }
+        warn_unread(event, &notes);
         Ok(effect)
     }
 
@@ -531,12 +714,24 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
         id: &str,
     ) -> Result<(Option<ResourceState>, bool), ProcessError> {
         let provider = event.provider;
-        for _ in 0..PROJECTION_RETRIES {
-            let current = self
-                .store
-                .resource(provider, &update.kind, &update.id)
-                .await?;
+        for attempt in 0..PROJECTION_RETRIES {
+            // The first read may be a moment old: a write based on it is
+            // conditional, and a "nothing to change" from it is checked
+            // against a consistent read before it is believed (follow-ups
+            // read the state it returns).
+            let current = if attempt == 0 {
+                self.store
+                    .resource_to_update(provider, &update.kind, &update.id)
+                    .await?
+            } else {
+                self.store
+                    .resource(provider, &update.kind, &update.id)
+                    .await?
+            };
             let Some(next) = merge(provider, current.as_ref(), update, id) else {
+                if attempt == 0 {
+                    continue;
+                }
                 return Ok((current, false));
             };
             if self

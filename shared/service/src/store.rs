@@ -642,6 +642,19 @@ pub trait EventStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<ResourceState>, BackendError>> + Send;
 
+    /// The state a projection starts from, which may be a moment old where
+    /// a strongly consistent read costs more (DynamoDB: half the read
+    /// units). The projection's write is conditional on the version, so a
+    /// stale state costs a retry, which reads with [`EventStore::resource`].
+    fn resource_to_update(
+        &self,
+        provider: Provider,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ResourceState>, BackendError>> + Send {
+        self.resource(provider, kind, id)
+    }
+
     /// Writes `state` if the stored version is still `expected` (`None`: no
     /// record yet). Returns false when someone else wrote in between.
     fn put_resource(
@@ -649,6 +662,26 @@ pub trait EventStore: Send + Sync {
         state: &ResourceState,
         expected: Option<u64>,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Writes `state` as [`EventStore::put_resource`] does and records
+    /// `work` as processed with it: one write where the backend can keep an
+    /// event's record beside the state it produced (DynamoDB: a write unit
+    /// less per event). Returns false, recording nothing, when the version is
+    /// no longer `expected`.
+    fn put_resource_and_finish(
+        &self,
+        state: &ResourceState,
+        expected: Option<u64>,
+        work: &WorkRecord,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        async move {
+            if !self.put_resource(state, expected).await? {
+                return Ok(false);
+            }
+            self.finish(work).await?;
+            Ok(true)
+        }
+    }
 
     /// Records that a work key was seen with another meaning. Recording the
     /// same pair again is harmless.

@@ -450,10 +450,11 @@ async fn copies_in_one_batch_and_across_processors_run_once() {
         second.process_batch(batch("b"))
     );
 
-    // Five of six copies found the lease held; SQS retries them.
+    // Each batch runs its first copy once and the others share its
+    // outcome; one batch found the lease held, and SQS retries its three.
     assert_eq!(
         failed_first.len() + failed_second.len(),
-        5,
+        3,
         "{failed_first:?} {failed_second:?}"
     );
     assert_eq!(extension.runs().len(), 1);
@@ -808,18 +809,19 @@ async fn bebas_kirim_a_partial_cancellation_derives_an_order_with_the_remaining_
 async fn bebas_kirim_the_same_cancellation_twice_derives_one_order() {
     let store = MemoryStore::new();
     let plan = FaultPlan::new();
-    // Calls: 1 the work records, 2 the log entry, 3-4 the original order,
-    // 5-6 the derived one, 7 the completion. The completion never reaches
-    // the store, as if the invocation died after the work.
-    plan.fail(7, Fault::Before);
+    // Calls: 1 the work records, 2 the log entry, 3 the original order, 4-5
+    // the derived one (a follow-up is written first), 6 the original order
+    // with the work recorded. That last write never reaches the store, as
+    // if the invocation died after the derived order.
+    plan.fail(6, Fault::Before);
     let processor = processor(Faulty::new(store.clone(), plan), (), FixedClock(NOW));
     let cancel = message(Provider::BebasKirim, "order_cancel_partial").await;
 
     match processor.process(&cancel.encode()).await {
-        Err(ProcessError::Backend(e)) => assert_eq!(e.operation, "finish"),
-        other => panic!("expected the completion to fail, got {other:?}"),
+        Err(ProcessError::Backend(e)) => assert_eq!(e.operation, "put_resource_and_finish"),
+        other => panic!("expected the recording write to fail, got {other:?}"),
     }
-    // The retry runs the work again: it changes nothing this time.
+    // The retry runs the work again: the derived order is there already.
     assert_eq!(process_ok(&processor, &cancel).await, Processed::Done);
     // And a plain duplicate afterwards does nothing.
     assert_eq!(
@@ -831,15 +833,15 @@ async fn bebas_kirim_the_same_cancellation_twice_derives_one_order() {
     assert_eq!(record.status, WorkStatus::Processed);
     assert_eq!(
         record.effect,
-        Some(Effect::Stale),
-        "the re-run changed nothing"
+        Some(Effect::Applied),
+        "the retry wrote the order"
     );
     let original = resource(&store, Provider::BebasKirim, "order", "ORD-2024-001").await;
     assert_eq!(
         original.fields[PARTIAL_CANCELLATIONS],
         json!([cancel.work_key])
     );
-    assert_eq!(original.version, 1, "the re-run changed nothing");
+    assert_eq!(original.version, 1, "written once");
     assert_eq!(
         resource(&store, Provider::BebasKirim, "order", "ORD-2024-001-1")
             .await
@@ -1207,4 +1209,54 @@ async fn a_completion_that_keeps_failing_gives_up_and_the_lease_lapses() {
     assert_eq!(plan.calls(), 10, "five completion writes, then none");
     let record = work_record(store.inner(), &message).await;
     assert_eq!(record.status, WorkStatus::Processing, "{record:?}");
+}
+
+#[tokio::test]
+async fn two_deliveries_of_one_event_in_one_batch_are_logged_and_processed_once() {
+    let store = MemoryStore::new();
+    let processor = processor(store.clone(), (), FixedClock(NOW));
+    let first = message(Provider::Biteship, "order.status--delivered").await;
+    // The provider's retry of a delivery whose answer it never saw.
+    let mut retry = first.clone();
+    retry.received_at = Timestamp::from_unix_millis(NOW + 30_000);
+    retry.request_id = "req-retry".to_owned();
+    let records = [&first, &retry]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Record {
+            message_id: format!("m-{i}"),
+            body: m.encode(),
+        })
+        .collect();
+
+    assert!(processor.process_batch(records).await.is_empty());
+
+    assert_eq!(store.logged().len(), 1, "one log entry");
+    assert_eq!(process_ok(&processor, &retry).await, Processed::AlreadyDone);
+    assert_eq!(store.logged().len(), 1);
+}
+
+#[tokio::test]
+async fn copies_in_a_batch_share_a_failure() {
+    let plan = FaultPlan::new();
+    plan.fail(2, Fault::Before);
+    let processor = processor(Faulty::new(MemoryStore::new(), plan), (), FixedClock(NOW));
+    let first = message(Provider::Biteship, "order.status--delivered").await;
+    let mut retry = first.clone();
+    retry.received_at = Timestamp::from_unix_millis(NOW + 30_000);
+    let records = vec![
+        Record {
+            message_id: "a".to_owned(),
+            body: first.encode(),
+        },
+        Record {
+            message_id: "b".to_owned(),
+            body: retry.encode(),
+        },
+    ];
+
+    let mut failed = processor.process_batch(records).await;
+    failed.sort();
+
+    assert_eq!(failed, ["a", "b"], "the log write failed for both");
 }

@@ -21,7 +21,7 @@
 //! short attribute names: a work record and the log entry of a 1 KB body
 //! (deflated) each stay under the 1 KB of one write unit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 
 use aws_sdk_dynamodb::Client;
@@ -529,11 +529,16 @@ impl DynamoStore {
         }
     }
 
-    /// The work records of these keys (at most 100 per call).
+    /// The work records of these keys (at most 100 per call). Each key is
+    /// asked for once: BatchGetItem refuses a list with a key twice, and two
+    /// entries of one work (a delivery that raced another) need not be
+    /// neighbours in a list.
     async fn batch_works(
         &self,
-        keys: Vec<WorkKey>,
+        mut keys: Vec<WorkKey>,
     ) -> Result<HashMap<WorkKey, WorkRecord>, BackendError> {
+        let mut unique = HashSet::new();
+        keys.retain(|k| unique.insert(k.clone()));
         let mut found = HashMap::new();
         for chunk in keys.chunks(100) {
             let mut pending: Vec<Item> = chunk
@@ -548,7 +553,6 @@ impl DynamoStore {
                     ])
                 })
                 .collect();
-            pending.dedup();
             while !pending.is_empty() {
                 let keys_and = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))

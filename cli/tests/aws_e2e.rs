@@ -16,8 +16,55 @@ use std::time::{Duration, Instant};
 use common::aws::{Stack, VISIBILITY_SECS};
 use common::backend::Backend;
 use common::ledger::label;
+use common::limits::check_bodies_at_the_limit;
+use common::scenario::{Scale, every_acknowledged_event_is_processed_once_across_a_sigkill};
 use common::{Signers, log_path, samples};
 use terima::send::{client, post};
+use terima_core::message::INLINE_MESSAGE_LIMIT;
+use terima_service::config::DEFAULT_BODY_LIMIT;
+
+/// The emulator costs about 30 ms per SQS call, one call at a time: a
+/// stream of 120 rather than the embedded test's 400.
+const SCALE: Scale = Scale {
+    concurrency: 8,
+    stream: 120,
+    kill_after: 50,
+    drain_deadline: Duration::from_secs(60),
+};
+/// The whole scenario, on this 2-core machine's worst day.
+const BUDGET: Duration = Duration::from_secs(170);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_is_processed_exactly_once_across_a_sigkill() {
+    let stack = Stack::create("stream");
+    let started = Instant::now();
+    tokio::time::timeout(
+        BUDGET,
+        every_acknowledged_event_is_processed_once_across_a_sigkill(&Backend::Aws(&stack), &SCALE),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the scenario took more than {BUDGET:?} on {}", stack.prefix));
+    eprintln!("aws: scenario passed in {:.1?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_at_the_limit_is_processed_and_one_byte_more_is_refused() {
+    // GIVEN the default body limit, above SQS's inline limit: the S3 claim check
+    let limit = DEFAULT_BODY_LIMIT;
+    assert!(
+        limit > INLINE_MESSAGE_LIMIT,
+        "the limit ({limit}) must exceed the inline limit ({INLINE_MESSAGE_LIMIT}) for the claim check to be tested"
+    );
+    let stack = Stack::create("limits");
+    // WHEN each provider sends a body of exactly the limit and one byte more
+    // THEN the first is processed byte for byte, the second refused 413
+    tokio::time::timeout(
+        BUDGET,
+        check_bodies_at_the_limit(&Backend::Aws(&stack), limit),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the check took more than {BUDGET:?} on {}", stack.prefix));
+}
 
 /// Within a long poll or two; shorter than the visibility timeout for which
 /// a message handed to an abandoned poll stays hidden.

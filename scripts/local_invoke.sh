@@ -90,97 +90,11 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 
 # The table and queues, created from template.yaml's own definitions so that
 # the local schema cannot drift from the deployed one, and a body bucket.
-"$PY" - "$ROOT/template.yaml" "$ROOT/events/test-secrets.env" "$MODE" >"$WORK/resources.env" <<'PY'
-import sys
-from pathlib import Path
-
-import boto3
-
-template_path, secrets_path, mode = sys.argv[1:4]
-# The template as CloudFormation sees it: Fn::ForEach loops expanded.
-sys.path.insert(0, str(Path(template_path).parent / "scripts"))
-from check_template import load_template
-
-template = load_template(Path(template_path))[1]
-resources = template["Resources"]
-cfn_parameters = template["Parameters"]
-
-table = resources["Table"]["Properties"]
-ddb = boto3.client("dynamodb")
-name = "terima-local"
-# The template's keys and, if it declares any, its indexes.
-indexes = [
-    {
-        "IndexName": g["IndexName"],
-        "KeySchema": [dict(k) for k in g["KeySchema"]],
-        "Projection": dict(g["Projection"]),
-    }
-    for g in table.get("GlobalSecondaryIndexes", [])
-]
-ddb.create_table(
-    TableName=name,
-    BillingMode=table["BillingMode"],
-    AttributeDefinitions=[dict(a) for a in table["AttributeDefinitions"]],
-    KeySchema=[dict(k) for k in table["KeySchema"]],
-    **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
-)
-ddb.get_waiter("table_exists").wait(TableName=name)
-ttl = table["TimeToLiveSpecification"]
-ddb.update_time_to_live(
-    TableName=name,
-    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
-)
-
-sqs = boto3.client("sqs")
-dlq_props = resources["DeadLetterQueue"]["Properties"]
-dlq_url = sqs.create_queue(
-    QueueName="terima-local-dlq",
-    Attributes={"MessageRetentionPeriod": str(dlq_props["MessageRetentionPeriod"])},
-)["QueueUrl"]
-dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-queue_props = resources["Queue"]["Properties"]
-redrive = queue_props["RedrivePolicy"]
-queue_url = sqs.create_queue(
-    QueueName="terima-local-queue",
-    Attributes={
-        "VisibilityTimeout": str(queue_props["VisibilityTimeout"]),
-        "MessageRetentionPeriod": str(queue_props["MessageRetentionPeriod"]),
-        "RedrivePolicy": '{"deadLetterTargetArn": "%s", "maxReceiveCount": "%s"}'
-        % (dlq_arn, redrive["maxReceiveCount"]),
-    },
-)["QueueUrl"]
-
-# The body bucket, and the retention the template gives the functions by
-# default.
-bucket = "terima-local-bodies"
-boto3.client("s3").create_bucket(
-    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": boto3.session.Session().region_name}
-)
-
-print(f"TERIMA_TABLE={name}")
-print(f"TERIMA_QUEUE_URL={queue_url}")
-print(f"TERIMA_BUCKET={bucket}")
-print(f"TERIMA_RETENTION_DAYS={cfn_parameters['EventRetentionDays']['Default']}")
-print(f"LOCAL_DLQ_URL={dlq_url}")
-
-if mode == "secrets-manager":
-    # As deployed: each function gets a secret's name; its value is the list.
-    values = {}
-    for line in open(secrets_path):
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key] = value
-    sm = boto3.client("secretsmanager")
-    for infix, secret_name in [
-        ("BEBASKIRIM", "terima/bebaskirim"),
-        ("BITBYBIT", "terima/bitbybit"),
-        ("OMS", "terima/oms"),
-        ("BITESHIP", "terima/biteship"),
-    ]:
-        sm.create_secret(Name=secret_name, SecretString=values[f"TERIMA_{infix}_SECRETS"])
-        print(f"TERIMA_{infix}_SECRETS_ID={secret_name}")
-PY
+RESOURCES=("$ROOT/scripts/local_resources.py" terima-local)
+if [[ "$MODE" == secrets-manager ]]; then
+  RESOURCES+=(--secrets-manager "$ROOT/events/test-secrets.env")
+fi
+"$PY" "${RESOURCES[@]}" >"$WORK/resources.env"
 
 set -a
 # shellcheck source=/dev/null

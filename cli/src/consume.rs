@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use terima_embedded::{EmbeddedStore, Receipt};
 use terima_service::process::Extension;
@@ -23,6 +24,12 @@ pub const BATCH_SIZE: usize = 10;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// SQS long polling: one request waits this long for a message.
 const SQS_WAIT_SECS: i32 = 2;
+/// A long poll's own time limit. The SDK configuration is the ack path's
+/// (`terima_aws::setup::aws_config`: 1.5 s an attempt, 3 s in all), which
+/// would cut every empty poll short: a failure logged every few seconds,
+/// and the messages SQS hands to an abandoned poll hidden until their
+/// visibility timeout ends.
+const SQS_RECEIVE_TIMEOUT: Duration = Duration::from_secs(SQS_WAIT_SECS as u64 + 3);
 /// After a failed receive, wait before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -74,6 +81,15 @@ impl Consumer {
                     .max_number_of_messages(i32::try_from(BATCH_SIZE).unwrap_or(10))
                     .wait_time_seconds(SQS_WAIT_SECS)
                     .visibility_timeout(i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX))
+                    .customize()
+                    .config_override(
+                        aws_sdk_sqs::config::Builder::default().timeout_config(
+                            TimeoutConfig::builder()
+                                .operation_attempt_timeout(SQS_RECEIVE_TIMEOUT)
+                                .operation_timeout(2 * SQS_RECEIVE_TIMEOUT)
+                                .build(),
+                        ),
+                    )
                     .send()
                     .await
                     .map_err(|e| {

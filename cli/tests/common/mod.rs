@@ -4,6 +4,12 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod aws;
+pub mod backend;
+pub mod ledger;
+pub mod limits;
+pub mod scenario;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -153,6 +159,12 @@ pub fn keys(request: &SampleRequest) -> (Provider, String, String) {
     )
 }
 
+/// Where [`Server`] writes the standard error of the `terima serve` started
+/// with `log_name`.
+pub fn log_path(log_name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{log_name}.log"))
+}
+
 /// A running `terima serve`; killed with SIGKILL when dropped.
 pub struct Server {
     child: Child,
@@ -164,25 +176,29 @@ impl Server {
     /// leases and visibility timeouts (so a crash's leftovers are retried
     /// within seconds), and waits for its `listening on` line.
     pub fn start(data_dir: &Path, log_name: &str, extra_env: &[(&str, &str)]) -> Self {
-        let log = std::fs::File::create(
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{log_name}.log")),
-        )
-        .expect("log file");
+        Self::launch(log_name, |command| {
+            command.arg("--data-dir").arg(data_dir);
+            for (name, value) in extra_env {
+                command.env(name, value);
+            }
+        })
+    }
+
+    /// `terima serve` as [`Server::start`] runs it, with the backend's
+    /// arguments and environment added by `configure`.
+    pub fn launch(log_name: &str, configure: impl FnOnce(&mut Command)) -> Self {
+        let log = std::fs::File::create(log_path(log_name)).expect("log file");
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--env-file"])
             .arg(secrets_file())
-            .arg("--data-dir")
-            .arg(data_dir)
             .env("TERIMA_LEASE_SECS", "2")
             .env("TERIMA_VISIBILITY_SECS", "2")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        for (name, value) in extra_env {
-            command.env(name, value);
-        }
+        configure(&mut command);
         let mut child = command.spawn().expect("terima serve starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -238,14 +254,20 @@ impl Drop for Server {
 /// Runs the CLI to completion, within `timeout`. Output is read while the
 /// child runs, so a long listing never blocks on a full pipe.
 pub fn cli(args: &[&str], timeout: Duration) -> Output {
-    let child = Command::new(BIN)
+    cli_with(args, timeout, |_| {})
+}
+
+/// [`cli`] with the environment (a backend's, say) set by `configure`.
+pub fn cli_with(args: &[&str], timeout: Duration, configure: impl FnOnce(&mut Command)) -> Output {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("terima runs");
+        .stderr(Stdio::piped());
+    configure(&mut command);
+    let child = command.spawn().expect("terima runs");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -264,9 +286,14 @@ pub fn cli(args: &[&str], timeout: Duration) -> Output {
 
 /// `terima <args> --json`, one object per line.
 pub fn cli_json(args: &[&str]) -> Vec<Value> {
+    cli_json_with(args, |_| {})
+}
+
+/// [`cli_json`] with the environment set by `configure`.
+pub fn cli_json_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Vec<Value> {
     let mut all = args.to_vec();
     all.push("--json");
-    let output = cli(&all, Duration::from_secs(60));
+    let output = cli_with(&all, Duration::from_secs(60), configure);
     assert!(
         output.status.success(),
         "terima {all:?} failed: {}",

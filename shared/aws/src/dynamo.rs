@@ -601,7 +601,10 @@ impl DynamoStore {
         }
     }
 
-    /// The work records of these keys (at most 100 per call).
+    /// The work records of these keys (at most 100 per call). Each key is
+    /// asked for once: BatchGetItem refuses a list with a key twice, and two
+    /// entries of one work (a delivery that raced another) need not be
+    /// neighbours in a list.
     async fn batch_works(
         &self,
         keys: Vec<WorkKey>,

@@ -578,6 +578,62 @@ async fn the_event_log_is_queryable_by_resource_and_by_time_across_its_partition
     );
 }
 
+/// Two entries of one work (a second delivery that raced the first through
+/// the processor) with another event logged between them: the list reads that
+/// work once. BatchGetItem refuses a key asked for twice, and `terima events
+/// list --backend aws` failed on such a log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_with_two_entries_of_one_work_apart_reads_that_work_once() {
+    // GIVEN a processed event, another event, then the first one's second entry
+    let b = Backends::new(5, 30).await;
+    let counter = Counter::default();
+    let p = processor(&b, &counter, 30_000);
+    let now = terima_core::Clock::now_millis(&SystemClock);
+    let mut first = message(Provider::Oms, &fixture("oms/package.created.json")).await;
+    first.received_at = Timestamp::from_unix_millis(now - 3);
+    let mut other = message(Provider::Oms, &fixture("oms/shipment.created.json")).await;
+    other.received_at = Timestamp::from_unix_millis(now - 2);
+    let mut second = first.clone();
+    second.received_at = Timestamp::from_unix_millis(now - 1);
+    assert_eq!(
+        p.process(&first.encode()).await.expect("processed"),
+        Processed::Done
+    );
+    let store = b.store();
+    for m in [&other, &second] {
+        store
+            .log(&EventRecord::from_message(m))
+            .await
+            .expect("logged");
+    }
+
+    // WHEN the log is listed
+    let listed = store
+        .events(&Default::default(), None, 10)
+        .await
+        .expect("a list with two entries of one work");
+
+    // THEN all three are there, the second entry pointing at the first's work
+    let entries: Vec<(&str, bool)> = listed
+        .items
+        .iter()
+        .map(|v| (v.event.id.as_str(), v.is_duplicate_entry()))
+        .collect();
+    let id = |m: &QueueMessage| EventRecord::from_message(m).id;
+    assert_eq!(
+        entries,
+        [
+            (id(&second).as_str(), true),
+            (id(&other).as_str(), false),
+            (id(&first).as_str(), false)
+        ]
+    );
+    assert_eq!(
+        listed.items[0].work.as_ref().map(|w| w.event_id.clone()),
+        Some(id(&first))
+    );
+}
+
 /// The event log expires after the retention period; before that, the
 /// maintenance function copies it, bodies included, to the S3 archive, from
 /// which `events show` and `events list` still read it.

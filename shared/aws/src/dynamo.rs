@@ -875,6 +875,20 @@ impl EventStore for DynamoStore {
             .await
     }
 
+    async fn unlog(&self, event: &EventRecord) -> Result<(), BackendError> {
+        let (day, shard) = event_id_parts(&event.id)
+            .ok_or_else(|| backend("delete_item", format!("{:?} is not an event id", event.id)))?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(log_pk(&day, shard)))
+            .key("sk", s(&event.id))
+            .send()
+            .await
+            .map_err(|e| backend("delete_item", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let r = &request.record;
         let until = request.now + request.lease_millis;

@@ -292,6 +292,16 @@ impl EventStore for EmbeddedStore {
         .await
     }
 
+    async fn unlog(&self, event: &EventRecord) -> Result<(), BackendError> {
+        let id = event.id.clone();
+        self.write("unlog", move |conn| {
+            conn.prepare_cached("DELETE FROM event_log WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let request = request.clone();
         let expires = self.expires(request.record.received_at.unix_millis());

@@ -180,6 +180,10 @@ impl<T: EventStore> EventStore for Faulty<T> {
         self.run("log", self.inner.log(event)).await
     }
 
+    async fn unlog(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.run("unlog", self.inner.unlog(event)).await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         self.run("acquire", self.inner.acquire(request)).await
     }

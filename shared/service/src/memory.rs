@@ -184,6 +184,11 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
+    async fn unlog(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.state().events.remove(&event.id);
+        Ok(())
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let mut state = self.state();
         let key = request.record.key.clone();

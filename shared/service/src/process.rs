@@ -407,6 +407,7 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
                 return Ok(Processed::Done);
             }
             Finish::AlreadyDone => {
+                self.withdraw(event).await;
                 self.gathered
                     .count(provider, Metric::DuplicateDelivery, None);
                 return Ok(Processed::AlreadyDone);
@@ -414,12 +415,38 @@ impl<S: EventStore, B: Blobs, E: Extension> Processor<S, B, E> {
             Finish::Pending(effect) => effect,
         };
         if !self.store.finish(&self.processed(event, effect)).await? {
+            self.withdraw(event).await;
             self.gathered
                 .count(provider, Metric::DuplicateDelivery, None);
             return Ok(Processed::AlreadyDone);
         }
         self.done(message, effect, 1);
         Ok(Processed::Done)
+    }
+
+    /// Another delivery of this event recorded its work while this one ran
+    /// beside it: this delivery's log entry goes, so that the event is
+    /// logged once (under the delivery that recorded it). Best effort: a
+    /// second entry for one event is untidy, not wrong.
+    async fn withdraw(&self, event: &EventRecord) {
+        let recorded = match self
+            .store
+            .works(event.provider, &event.resource, &event.work_key)
+            .await
+        {
+            Ok(works) => works
+                .into_iter()
+                .find(|w| w.key.digest == event.digest && w.status == WorkStatus::Processed),
+            Err(e) => {
+                warn!(detail = %e, "could not check which delivery recorded the work");
+                return;
+            }
+        };
+        if recorded.is_some_and(|w| w.event_id != event.id)
+            && let Err(e) = self.store.unlog(event).await
+        {
+            warn!(detail = %e, "could not remove a second log entry of one event");
+        }
     }
 
     /// The work record of an event processed now.

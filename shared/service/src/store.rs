@@ -600,6 +600,11 @@ pub trait EventStore: Send + Sync {
     /// Writes an event log entry. Writing the same id again is harmless.
     fn log(&self, event: &EventRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// Removes an event log entry: a delivery's entry, written before its
+    /// work, when another delivery of the same event recorded that work
+    /// first. Removing an entry that is not there is harmless.
+    fn unlog(&self, event: &EventRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
+
     /// Creates the work record if new and takes its lease if nobody live
     /// holds it and the work is not done. One conditional write.
     fn acquire(

@@ -116,6 +116,10 @@ impl EventStore for Spy {
         self.inner.log(event).await
     }
 
+    async fn unlog(&self, event: &EventRecord) -> Result<(), BackendError> {
+        self.inner.unlog(event).await
+    }
+
     async fn acquire(&self, request: &LeaseRequest) -> Result<Lease, BackendError> {
         let lease = self.inner.acquire(request).await?;
         self.leases
@@ -1259,4 +1263,33 @@ async fn copies_in_a_batch_share_a_failure() {
     failed.sort();
 
     assert_eq!(failed, ["a", "b"], "the log write failed for both");
+}
+
+#[tokio::test]
+async fn two_deliveries_of_one_event_at_once_in_two_invocations_leave_one_log_entry() {
+    let store = MemoryStore::new();
+    let slow = || {
+        let plan = FaultPlan::new();
+        plan.set_delay(Duration::from_millis(20));
+        processor(Faulty::new(store.clone(), plan), (), FixedClock(NOW))
+    };
+    let (one, two) = (slow(), slow());
+    let first = message(Provider::Biteship, "order.status--delivered").await;
+    let mut retry = first.clone();
+    retry.received_at = Timestamp::from_unix_millis(NOW + 30_000);
+    retry.request_id = "req-retry".to_owned();
+
+    let (first_text, retry_text) = (first.encode(), retry.encode());
+    let (a, b) = tokio::join!(one.process(&first_text), two.process(&retry_text));
+
+    let mut outcomes = [a.expect("processes"), b.expect("processes")];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Processed::AlreadyDone, Processed::Done]);
+    let logged = store.logged();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let recorded = work_record(&store, &first).await;
+    assert_eq!(
+        logged[0].id, recorded.event_id,
+        "the entry of the delivery that recorded it"
+    );
 }

@@ -9,6 +9,7 @@ pub mod consume;
 pub mod dlq;
 pub mod failure;
 pub mod gateway;
+pub mod http;
 pub mod inspect;
 pub mod output;
 pub mod replay;

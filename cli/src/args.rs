@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use terima_core::{Provider, Timestamp};
 use terima_service::store::{EventFilter, EventStatus};
 
+use crate::admission::DEFAULT_MAX_QUEUE_DEPTH;
 use crate::failure::EXIT_CODES_HELP;
 use crate::http::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
@@ -105,6 +106,11 @@ pub struct ServeArgs {
     /// Seconds a request's body has to arrive after its headers (then 408).
     #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT.as_secs(), env = "TERIMA_BODY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_secs: u64,
+    /// Queued and in-flight events past which deliveries from providers that
+    /// retry are answered 503 `overloaded` (Biteship, which never retries,
+    /// is still taken). Embedded backend only.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUE_DEPTH, env = "TERIMA_MAX_QUEUE_DEPTH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queue_depth: u64,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,8 @@
 //!   to the limit and then answered `413`. Either way the connection closes,
 //!   after reading and dropping what the client is still sending for at most
 //!   [`LINGER`] (so that it reads the answer instead of a reset connection).
+//! - **Queue**: past the queue's bound the answer is `503` for providers that
+//!   retry (see `admission`).
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -40,6 +42,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
+
+use crate::admission::Admission;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,6 +211,7 @@ async fn linger(stream: &mut TcpStream) {
 /// The provider endpoints, one `Ingest` each, by route.
 pub struct Routes<S, Q> {
     ingests: Vec<Ingest<S, Q>>,
+    admission: Arc<Admission>,
     body_timeout: Duration,
     /// Distinguishes this process's request ids from an earlier run's.
     boot: i64,
@@ -225,10 +230,12 @@ impl<S: DedupStore, Q: Queue> Routes<S, Q> {
     pub fn new(
         configs: Vec<EndpointConfig>,
         ingest: impl Fn(EndpointConfig) -> Ingest<S, Q>,
+        admission: Arc<Admission>,
         body_timeout: Duration,
     ) -> Self {
         Self {
             ingests: configs.into_iter().map(ingest).collect(),
+            admission,
             body_timeout,
             boot: SystemClock.now_millis(),
             requests: AtomicU64::new(0),
@@ -306,6 +313,17 @@ impl<S: DedupStore, Q: Queue> Routes<S, Q> {
                 ));
             }
         };
+        if let Err(overloaded) = self.admission.admit(provider) {
+            debug!(%provider, request_id, depth = overloaded.depth, "refused: queue at its bound");
+            let mut response = respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &overloaded.body(&request_id),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, overloaded.retry_after_secs().into());
+            return response;
+        }
         reply(&ingest.handle(&parts.headers, &bytes, &request_id).await)
     }
 }

@@ -3,6 +3,7 @@
 //! operate either. `main.rs` only parses, runs and maps failures to exit
 //! codes.
 
+pub mod admission;
 pub mod args;
 pub mod backend;
 pub mod consume;

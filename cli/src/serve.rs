@@ -1,7 +1,8 @@
 //! `terima serve`: the four provider routes and the processor in one
 //! process, on the Lambdas' handler code (`Ingest`, `Processor`), with the
 //! embedded store or DynamoDB and SQS behind them. This module is wiring:
-//! the HTTP side is `http`, the processor loops `consume`.
+//! the HTTP side is `http`, the queue's bound `admission`, the processor
+//! loops `consume`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::admission::{self, Admission};
 use crate::args::{BackendKind, ServeArgs};
 use crate::consume::{Consumer, consume};
 use crate::failure::Failure;
@@ -54,6 +56,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             }
             let store = EmbeddedStore::open(&args.backend.data_dir, Options::default())
                 .map_err(Failure::backend)?;
+            let admission = Arc::new(Admission::bounded(args.max_queue_depth));
             let routes = Routes::new(
                 configs,
                 |config| {
@@ -65,6 +68,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                         Metrics::Silent,
                     )
                 },
+                Arc::clone(&admission),
                 limits.body_timeout,
             );
             let processor = Processor::new(
@@ -75,11 +79,16 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 Metrics::Silent,
             );
             let purger = tokio::spawn(purge_expired(store.clone()));
+            let watcher = tokio::spawn({
+                let store = store.clone();
+                async move { admission::watch(store, &admission).await }
+            });
             let listener = bind(&args).await?;
-            info!(data = %store.path().display(), "embedded backend");
+            info!(data = %store.path().display(), max_queue_depth = args.max_queue_depth, "embedded backend");
             let consumer = Consumer::Embedded { store, visibility };
             let result = serve(listener, routes, limits, processor, consumer, workers).await;
             purger.abort();
+            watcher.abort();
             result
         }
         BackendKind::Aws => {
@@ -96,6 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                     })?;
                 configs.push(EndpointConfig::load(provider, &lookup)?);
             }
+            // SQS holds any backlog; its depth is not ours to bound.
             let routes = Routes::new(
                 configs,
                 |config| {
@@ -107,6 +117,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                         Metrics::Silent,
                     )
                 },
+                Arc::new(Admission::unbounded()),
                 limits.body_timeout,
             );
             let processor = Processor::new(

@@ -88,10 +88,10 @@ pub struct ServeArgs {
     /// How long a received message stays hidden before it is retried.
     #[arg(long, default_value_t = 30, env = "TERIMA_VISIBILITY_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub visibility_secs: u64,
-    /// Processor loops receiving batches of 10 at once [default: 8 embedded,
+    /// Processor loops receiving batches of 10 at once [default: 32 embedded,
     /// 2 aws]. Each record waits for a few durable commits, so the embedded
     /// store's throughput comes from running many at once.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, env = "TERIMA_WORKERS", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: Option<u64>,
     /// Open connections at most; past it new connections wait in the
     /// listen backlog. Keep it below `ulimit -n` (less about 32 for the

@@ -6,7 +6,14 @@
 //!
 //! - **Connections**: at most [`Limits::max_connections`] at once. Past the
 //!   cap the server stops accepting, so new connections wait in the kernel's
-//!   listen backlog (which costs no file descriptor) until one closes.
+//!   listen backlog (which costs no file descriptor) until one closes. To
+//!   make room, every open connection is asked to close once its current
+//!   request is answered and it is at least [`SHED_AFTER`] old (as nginx
+//!   drains keep-alive connections when it runs out): idle ones, which hold
+//!   a slot for nothing, close within that, and a client that has just
+//!   connected still has time to send its request. So a flood of idle
+//!   connections keeps a provider out for about a second, not a header
+//!   timeout per backlog's worth.
 //! - **Headers**: a request's headers must arrive within
 //!   [`Limits::header_timeout`], counted from when the connection opened or
 //!   finished its previous request (hyper's timer). That is also the
@@ -26,7 +33,7 @@ use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -52,6 +59,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// ... and how much of it at most.
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
+/// When the cap is reached, connections close after their current request
+/// once they are this old.
+pub const SHED_AFTER: Duration = Duration::from_secs(1);
+/// How often reaching the connection cap is logged at most.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// After a failed accept (out of file descriptors, typically).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -80,7 +92,7 @@ pub async fn serve<S, Q>(
     S: DedupStore + 'static,
     Q: Queue + 'static,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut cap = Cap::new(limits.max_connections);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -90,7 +102,7 @@ pub async fn serve<S, Q>(
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
-            slot = take_slot(&slots, limits.max_connections) => slot,
+            slot = cap.slot() => slot,
             () = &mut shutdown => break,
         };
         let stream = tokio::select! {
@@ -111,14 +123,14 @@ pub async fn serve<S, Q>(
             Arc::clone(&routes),
             Arc::clone(&builder),
             stopped.clone(),
+            cap.shed.subscribe(),
             slot,
         ));
     }
     info!("shutting down: finishing open requests");
     drop(listener);
     let _ = stop.send(true);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
+    if tokio::time::timeout(DRAIN_TIMEOUT, cap.all_closed())
         .await
         .is_err()
     {
@@ -126,20 +138,55 @@ pub async fn serve<S, Q>(
     }
 }
 
-/// A connection slot; says so in the log when the cap is reached.
-async fn take_slot(slots: &Arc<Semaphore>, max: usize) -> OwnedSemaphorePermit {
-    if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
-        return slot;
+/// The connection cap: a slot per open connection.
+struct Cap {
+    slots: Arc<Semaphore>,
+    max: usize,
+    /// Bumped each time the cap is reached: connections then make room.
+    shed: watch::Sender<u64>,
+    warned: Option<Instant>,
+}
+
+impl Cap {
+    fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            shed: watch::channel(0).0,
+            warned: None,
+        }
     }
-    warn!(
-        max_connections = max,
-        "connection cap reached: new connections wait until one closes"
-    );
-    loop {
-        // The semaphore is never closed.
-        if let Ok(slot) = Arc::clone(slots).acquire_owned().await {
+
+    /// A slot for the next connection. At the cap, asks the open connections
+    /// to make room and waits for one to close.
+    async fn slot(&mut self) -> OwnedSemaphorePermit {
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
             return slot;
         }
+        self.shed.send_modify(|round| *round += 1);
+        // Once in a while: under a flood of connections this is every few.
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY)
+        {
+            self.warned = Some(Instant::now());
+            warn!(
+                max_connections = self.max,
+                "connection cap reached: closing connections after their current request"
+            );
+        }
+        loop {
+            // The semaphore is never closed.
+            if let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await {
+                return slot;
+            }
+        }
+    }
+
+    /// Waits until every connection has closed.
+    async fn all_closed(&self) {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(all).await;
     }
 }
 
@@ -148,6 +195,7 @@ async fn connection<S, Q>(
     routes: Arc<Routes<S, Q>>,
     builder: Arc<http1::Builder>,
     mut stopped: watch::Receiver<bool>,
+    mut shed: watch::Receiver<u64>,
     _slot: OwnedSemaphorePermit,
 ) where
     S: DedupStore + 'static,
@@ -170,14 +218,26 @@ async fn connection<S, Q>(
         })
     };
     let mut connection = builder.serve_connection(TokioIo::new(stream), service);
-    let mut stopping = false;
+    let opened = Instant::now();
+    let mut close_at = None;
+    let mut closing = false;
     // Without hyper's shutdown of the socket: a connection that answered 413
-    // before the body was read lingers first.
+    // before the body was read lingers first. Asked to close (at shutdown at
+    // once, at the cap once old enough), hyper closes an idle connection
+    // then and a busy one after its current answer.
     let result = loop {
+        let make_room = tokio::time::sleep_until(close_at.unwrap_or(opened).into());
         tokio::select! {
             result = poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
-            _ = stopped.changed(), if !stopping => {
-                stopping = true;
+            _ = stopped.changed(), if !closing => {
+                closing = true;
+                std::pin::Pin::new(&mut connection).graceful_shutdown();
+            }
+            _ = shed.changed(), if close_at.is_none() => {
+                close_at = Some(opened + SHED_AFTER);
+            }
+            () = make_room, if close_at.is_some() && !closing => {
+                closing = true;
                 std::pin::Pin::new(&mut connection).graceful_shutdown();
             }
         }

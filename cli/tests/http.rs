@@ -164,27 +164,66 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[test]
-fn connections_past_the_cap_wait_for_a_free_slot() {
+fn at_the_cap_idle_connections_make_room() {
     let (_data, server) = start(
-        "http-cap",
+        "http-cap-idle",
         &[
             ("TERIMA_MAX_CONNECTIONS", "2"),
             ("TERIMA_HEADER_TIMEOUT_SECS", "30"),
         ],
     );
     // GIVEN as many idle connections as the cap
-    let first = connect(&server);
-    let _second = connect(&server);
+    let mut idle = [connect(&server), connect(&server)];
     // WHEN one more sends a request
-    let mut third = connect(&server);
-    third
-        .write_all(b"GET /nowhere HTTP/1.1\r\nHost: terima\r\n\r\n")
+    let start = Instant::now();
+    let mut late = connect(&server);
+    late.write_all(b"GET /nowhere HTTP/1.1\r\nHost: terima\r\n\r\n")
+        .expect("write");
+    // THEN the idle connections are closed, long before the header timeout
+    for stream in &mut idle {
+        let (received, closed) = read_until_closed(stream, Duration::from_secs(10));
+        assert_eq!(received, "");
+        assert!(closed.is_some(), "an idle connection stayed open");
+    }
+    // AND the request is answered
+    let response = read_response(&mut late, Duration::from_secs(5)).expect("an answer");
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    assert!(
+        start.elapsed() <= terima::http::SHED_AFTER + MARGIN,
+        "answered after {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn connections_past_the_cap_wait_while_the_others_are_busy() {
+    let (_data, server) = start(
+        "http-cap-busy",
+        &[
+            ("TERIMA_MAX_CONNECTIONS", "2"),
+            ("TERIMA_HEADER_TIMEOUT_SECS", "30"),
+        ],
+    );
+    // GIVEN as many connections as the cap, each in the middle of a request
+    let mut busy = [connect(&server), connect(&server)];
+    for stream in &mut busy {
+        stream
+            .write_all(b"POST /webhooks/oms HTTP/1.1\r\nHost: terima\r\n")
+            .expect("write");
+    }
+    // WHEN one more sends a request
+    let mut late = connect(&server);
+    late.write_all(b"GET /nowhere HTTP/1.1\r\nHost: terima\r\n\r\n")
         .expect("write");
     // THEN it is not served while the cap is reached
-    assert_eq!(read_response(&mut third, Duration::from_secs(1)), None);
+    assert_eq!(
+        read_response(&mut late, terima::http::SHED_AFTER + Duration::from_secs(1)),
+        None
+    );
     // AND it is served as soon as a connection closes
+    let [first, _second] = busy;
     drop(first);
-    let response = read_response(&mut third, Duration::from_secs(5)).expect("an answer");
+    let response = read_response(&mut late, Duration::from_secs(5)).expect("an answer");
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
 }
 

@@ -78,6 +78,10 @@ fn print_table(samples: &[Sample]) {
 fn main() {
     let rate = env_or("TERIMA_SOAK_RATE", DEFAULT_RATE);
     let secs = env_or("TERIMA_SOAK_SECS", DEFAULT_SECS);
+    assert!(
+        rate > 0 && secs > 0,
+        "TERIMA_SOAK_RATE and TERIMA_SOAK_SECS must be positive"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

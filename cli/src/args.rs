@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use terima_core::{Provider, Timestamp};
 use terima_service::store::{EventFilter, ListedStatus};
 
+use crate::admission::DEFAULT_MAX_QUEUE_DEPTH;
 use crate::failure::EXIT_CODES_HELP;
+use crate::http::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
 /// Where the data directory is unless told otherwise (`serve` and the
 /// inspection commands agree on it).
@@ -94,11 +96,29 @@ pub struct ServeArgs {
     /// the lease plus 30 s].
     #[arg(long, env = "TERIMA_VISIBILITY_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub visibility_secs: Option<u64>,
-    /// Processor loops receiving batches of 10 at once [default: 8 embedded,
+    /// Processor loops receiving batches of 10 at once [default: 32 embedded,
     /// 2 aws]. Each record waits for a few durable commits, so the embedded
     /// store's throughput comes from running many at once.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, env = "TERIMA_WORKERS", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: Option<u64>,
+    /// Open connections at most; past it new connections wait in the
+    /// listen backlog. Keep it below `ulimit -n` (less about 32 for the
+    /// database and the process).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS as u64, env = "TERIMA_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Seconds a connection has to send a request's headers, from when it
+    /// opened or finished its previous request: also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT.as_secs(), env = "TERIMA_HEADER_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body has to arrive after its headers (then 408).
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT.as_secs(), env = "TERIMA_BODY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Queued and in-flight events past which deliveries from providers that
+    /// retry are answered 503 `overloaded` (Biteship, which never retries,
+    /// is still taken). Embedded backend only.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUE_DEPTH, env = "TERIMA_MAX_QUEUE_DEPTH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queue_depth: u64,
 }
 
 #[derive(Args, Debug)]

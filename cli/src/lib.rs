@@ -3,12 +3,14 @@
 //! operate either. `main.rs` only parses, runs and maps failures to exit
 //! codes.
 
+pub mod admission;
 pub mod args;
 pub mod backend;
 pub mod consume;
 pub mod dlq;
 pub mod failure;
 pub mod gateway;
+pub mod http;
 pub mod inspect;
 pub mod output;
 pub mod replay;

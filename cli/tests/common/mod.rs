@@ -8,6 +8,7 @@ pub mod aws;
 pub mod backend;
 pub mod ledger;
 pub mod limits;
+pub mod load;
 pub mod scenario;
 
 use std::io::{BufRead, BufReader};
@@ -221,6 +222,10 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -218,10 +218,10 @@ const SAMPLES: [(Provider, &str); 4] = [
 
 fn retries(provider: Provider) -> usize {
     // Biteship's only retry is a person pressing Resend.
-    if provider == Provider::Biteship {
-        0
-    } else {
+    if provider.spec().retries() {
         RETRIES
+    } else {
+        0
     }
 }
 

@@ -19,6 +19,11 @@
 //! concurrent writes together (see `writer`). Readers use their own
 //! connections and never wait for the writer; a second process (the CLI) can
 //! read, and briefly write, while `terima serve` runs.
+//!
+//! Disk: the WAL stays within [`WAL_BUDGET`] under any steady load (see
+//! `checkpoint`). That relies on readers holding a snapshot for one call
+//! only: `EmbeddedStore::read` runs one closure and returns the connection
+//! to the pool with no statement or transaction left open.
 
 mod checkpoint;
 mod queue;
@@ -37,8 +42,10 @@ use tokio::sync::Notify;
 
 pub use queue::{DeadLetter, QueueStats, Receipt, Received};
 
-use checkpoint::Checkpointer;
+use checkpoint::{Checkpointer, WalBudget};
 use writer::Writer;
+
+pub use checkpoint::WAL_BUDGET;
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "terima.db";
@@ -155,7 +162,8 @@ impl EmbeddedStore {
             path: path.clone(),
             source,
         };
-        let conn = schema::connect(&path, options.create, options.busy_timeout).map_err(sqlite)?;
+        let mut conn =
+            schema::connect(&path, options.create, options.busy_timeout).map_err(sqlite)?;
         let found = schema::version(&conn).map_err(sqlite)?;
         if found > schema::SCHEMA_VERSION {
             return Err(OpenError::NewerSchema {
@@ -167,9 +175,12 @@ impl EmbeddedStore {
         if found < schema::SCHEMA_VERSION {
             schema::migrate(&conn, found).map_err(sqlite)?;
         }
-        let writer = Writer::start(conn).map_err(OpenError::Thread)?;
+        let lock = Arc::new(Mutex::new(()));
+        let wal = WalBudget::install(&mut conn, options.busy_timeout, Arc::clone(&lock))
+            .map_err(sqlite)?;
+        let writer = Writer::start(conn, wal).map_err(OpenError::Thread)?;
         let checkpointer =
-            Checkpointer::start(&path, options.busy_timeout).map_err(OpenError::Thread)?;
+            Checkpointer::start(&path, options.busy_timeout, lock).map_err(OpenError::Thread)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -228,6 +239,14 @@ impl EmbeddedStore {
                 }
             };
             let result = f(&conn).map_err(|e| failed(&e));
+            // A transaction left open would pin its snapshot, and with it
+            // the WAL (see `checkpoint`).
+            if !conn.is_autocommit()
+                && let Err(e) = conn.execute_batch("ROLLBACK")
+            {
+                tracing::error!(detail = %e, "cannot end a reader's transaction; closing its connection");
+                return result;
+            }
             inner
                 .readers
                 .lock()

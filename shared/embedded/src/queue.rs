@@ -151,6 +151,19 @@ impl EmbeddedStore {
         Ok(moved)
     }
 
+    /// Messages in the queue, visible or in flight: what `terima serve`
+    /// compares with its bound before taking more. One count over the
+    /// queue's smallest index, on a reader.
+    pub async fn depth(&self) -> Result<u64, BackendError> {
+        self.read("depth", |conn| {
+            let depth: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM queue")?
+                .query_row([], |row| row.get(0))?;
+            Ok(u64::try_from(depth).unwrap_or_default())
+        })
+        .await
+    }
+
     pub async fn stats(&self) -> Result<QueueStats, BackendError> {
         let now = self.now_millis();
         self.read("stats", move |conn| {

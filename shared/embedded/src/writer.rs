@@ -6,7 +6,8 @@
 //! operation inside a savepoint of one transaction (so one failing operation
 //! does not undo the others), commits once, and only then answers each
 //! caller. Under load, hundreds of acknowledgements share one `fsync`; alone,
-//! an operation commits at once.
+//! an operation commits at once. Between two commits it keeps the WAL within
+//! its budget (see `checkpoint`).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use crate::DbError;
+use crate::checkpoint::WalBudget;
 
 /// Most operations in one transaction: bounds the latency a caller waits
 /// behind others, and the memory of one batch.
@@ -34,11 +36,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> std::io::Result<Self> {
+    pub(crate) fn start(conn: Connection, mut wal: WalBudget) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Work>();
         let thread = std::thread::Builder::new()
             .name("terima-writer".to_owned())
-            .spawn(move || run(&conn, &receiver))?;
+            .spawn(move || run(&conn, &receiver, &mut wal))?;
         Ok(Self {
             sender: Some(sender),
             thread: Some(thread),
@@ -97,20 +99,22 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    conn.execute_batch("SAVEPOINT op")?;
+    // Cached: thousands run per second, each would otherwise be parsed.
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE op")?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
             Ok(value)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
             Err(e)
         }
     }
 }
 
-fn run(conn: &Connection, receiver: &mpsc::Receiver<Work>) {
+fn run(conn: &Connection, receiver: &mpsc::Receiver<Work>, wal: &mut WalBudget) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -120,6 +124,7 @@ fn run(conn: &Connection, receiver: &mpsc::Receiver<Work>) {
             }
         }
         commit(conn, batch);
+        wal.after_commit(conn);
     }
 }
 

@@ -234,6 +234,12 @@ impl ProviderSpec for Biteship {
         }])
     }
 
+    /// Biteship calls each webhook once; a failed delivery waits in the
+    /// dashboard's Events Log for a person to press Resend.
+    fn retries(&self) -> bool {
+        false
+    }
+
     fn is_probe(&self, body: &[u8]) -> bool {
         is_installation_probe(body)
     }

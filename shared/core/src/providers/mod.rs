@@ -134,6 +134,13 @@ pub trait ProviderSpec: Sync {
     /// must remain.
     fn schemes(&self, settings: &dyn Lookup) -> Result<Vec<SchemeSetting>, SchemeError>;
 
+    /// Whether the provider sends a delivery again after a non-2xx answer
+    /// (or none). One that does not (Biteship: a person presses Resend)
+    /// loses every event it is refused.
+    fn retries(&self) -> bool {
+        true
+    }
+
     /// A request the provider sends to check the endpoint, answered 200 and
     /// nothing else, before verification.
     fn is_probe(&self, _body: &[u8]) -> bool {

@@ -395,3 +395,49 @@ fn serve_refuses_to_start_without_configuration() {
         "nothing is created before the configuration is read"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_projects_a_biteship_status_with_a_numeric_phone_and_a_null_name() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    let server = Server::start(data.path(), "operator-biteship", &[]);
+    let (_, mut delivery) = samples()
+        .into_iter()
+        .find(|(path, _)| path.ends_with("biteship/order.status.json"))
+        .expect("the Biteship sample");
+    // As Biteship was seen to send it: the phone a number, the name null.
+    let mut body: serde_json::Value = serde_json::from_slice(&delivery.body).expect("JSON");
+    body["courier_driver_phone"] = serde_json::json!(6_281_200_000_001_u64);
+    body["courier_driver_name"] = serde_json::Value::Null;
+    body["status"] = "dropping_off".into();
+    delivery.body = body.to_string().into_bytes();
+    Signers::load().sign(&mut delivery);
+    let order = body["order_id"].as_str().expect("an order id").to_owned();
+
+    let url = format!("{}{}", server.url(), delivery.path);
+    let (status, answer) = post(&client(), &url, &delivery).await.expect("reachable");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("a JSON answer");
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+
+    let deadline = Instant::now() + QUICK;
+    let args = [
+        "resources",
+        "show",
+        "biteship",
+        "order",
+        &order,
+        "--data-dir",
+        &dir,
+    ];
+    // Until it is processed the resource is not there (exit code 1).
+    while !cli(&args, QUICK).status.success() {
+        assert!(Instant::now() < deadline, "not projected in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state = cli_json(&args)[0]["state"].clone();
+    assert_eq!(state["status"], "dropping_off", "{state}");
+}

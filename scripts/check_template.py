@@ -668,7 +668,7 @@ def check_table_and_bucket(template: dict) -> None:
         "ClaimRetentionDays' default is at least EventRetentionDays' + 15",
     )
     check(int(template["Parameters"]["ArchiveRetentionDays"].get("MinValue", 0)) > 30, "ArchiveRetentionDays cannot expire before the 30-day transition")
-    check(int(template["Parameters"]["MaxBodyBytes"].get("MaxValue", 0)) == 5242880, "MaxBodyBytes is capped at 5 MiB (Lambda's 6 MB request)")
+    check(int(template["Parameters"]["MaxBodyBytes"].get("MaxValue", 0)) == 4194304, "MaxBodyBytes is capped at 4 MiB (shared/service MAX_BODY_LIMIT: Lambda's 6 MB request with the event around the body)")
     policies = [p for p in resources_of(template, "AWS::S3::BucketPolicy").values() if is_ref(p["Properties"].get("Bucket"), "BodyBucket")]
     denies_plain = any(
         s.get("Effect") == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"

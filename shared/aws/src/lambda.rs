@@ -161,8 +161,11 @@ pub struct Maintained {
     pub archived: usize,
 }
 
-/// One maintenance run: sends what the outbox holds, then archives due log
-/// partitions within `budget`.
+/// One maintenance run: sends what the outbox holds, then, in the first
+/// minutes of each hour, archives due log partitions within `budget`. The
+/// schedule is every minute for the outbox; the archive has days of slack
+/// and checking its 240 (day, shard) markers every minute would cost more
+/// read units than the archive itself.
 pub async fn maintain(
     store: &DynamoStore,
     queue: &SqsQueue,
@@ -172,8 +175,18 @@ pub async fn maintain(
 ) -> Result<Maintained, terima_service::store::BackendError> {
     let resent = terima_service::sweep::sweep(store, queue, Metrics::Emf).await?;
     let now = Timestamp::from_unix_millis(SystemClock.now_millis());
-    let archived = archive::run(store, blobs, now, archive_days, budget).await?;
+    let archived = if archive_hour_begins(now) {
+        archive::run(store, blobs, now, archive_days, budget).await?
+    } else {
+        0
+    };
     Ok(Maintained { resent, archived })
+}
+
+/// The first two minutes of an hour (two, so that one failed run is not a
+/// lost hour).
+fn archive_hour_begins(now: Timestamp) -> bool {
+    now.unix_millis().rem_euclid(3_600_000) < 120_000
 }
 
 /// Runs the maintenance function: every scheduled invocation sweeps the
@@ -209,4 +222,20 @@ pub async fn run_maintenance() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_runs_in_the_first_two_minutes_of_each_hour() {
+        let hour = 1_796_040_000_000 - 1_796_040_000_000 % 3_600_000;
+        let at = |offset: i64| archive_hour_begins(Timestamp::from_unix_millis(hour + offset));
+        assert!(at(0));
+        assert!(at(119_999));
+        assert!(!at(120_000));
+        assert!(!at(3_599_999));
+        assert!(at(3_600_000));
+    }
 }

@@ -167,10 +167,11 @@ else:
     if what == "items":
         found = len(items)
     elif what == "processed":
-        # Work records (shared/aws/src/dynamo.rs): sk W#<work key>#<digest>.
+        # Work records (shared/aws/src/dynamo.rs): items with sk W#<work key>#<digest>,
+        # and the entries of a resource state item's map `wm` (shared/aws/src/markers.rs).
         found = sum(
             1 for i in items if i["sk"]["S"].startswith("W#") and i.get("st", {}).get("S") == "processed"
-        )
+        ) + sum(len(i.get("wm", {}).get("M", {})) for i in items if i["sk"]["S"] == "S")
     else:
         sys.exit(f"unknown count {what}")
 if found != expected:

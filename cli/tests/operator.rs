@@ -441,3 +441,170 @@ async fn serve_projects_a_biteship_status_with_a_numeric_phone_and_a_null_name()
     let state = cli_json(&args)[0]["state"].clone();
     assert_eq!(state["status"], "dropping_off", "{state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_is_listed_with_both_bodies_and_the_state_follows_provider_time() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    let server = Server::start(data.path(), "operator-conflict", &[]);
+    let signers = Signers::load();
+    let (_, first) = samples()
+        .into_iter()
+        .find(|(path, _)| path.ends_with("biteship/order.status.json"))
+        .expect("the Biteship sample");
+    // The same work (order, status, time) with another meaning: a changed
+    // tracking link. Then a later status, which must win.
+    let edit = |request: &terima::gateway::SampleRequest, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut request = request.clone();
+        let mut body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+        f(&mut body);
+        request.body = body.to_string().into_bytes();
+        signers.sign(&mut request);
+        request
+    };
+    let first = edit(&first, &|b| b["updated_at"] = "2024-01-20T10:00:00Z".into());
+    let second = edit(&first, &|b| {
+        b["courier_link"] = "https://example.com/lacak/1".into()
+    });
+    let later = edit(&first, &|b| {
+        b["status"] = "delivered".into();
+        b["updated_at"] = "2024-01-20T12:00:00Z".into();
+    });
+    let url = format!("{}{}", server.url(), first.path);
+    let mut labels = Vec::new();
+    for request in [&first, &second, &later] {
+        let (status, answer) = post(&client(), &url, request).await.expect("reachable");
+        assert_eq!(status, 200, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+        labels.push(answer["status"].as_str().unwrap_or_default().to_owned());
+        // Each processed before the next arrives.
+        let deadline = Instant::now() + QUICK;
+        while cli_json(&["status", "--data-dir", &dir])[0]["queued"] != 0 {
+            assert!(Instant::now() < deadline, "not drained");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(labels, ["accepted", "conflict", "accepted"]);
+
+    let conflicts = cli_json(&["conflicts", "list", "--data-dir", &dir]);
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let first_id = conflicts[0]["first_event_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let shown = cli_json(&["conflicts", "show", &first_id, "--data-dir", &dir]);
+    let bodies: Vec<&str> = shown[0]["events"]
+        .as_array()
+        .expect("both events")
+        .iter()
+        .filter_map(|e| e["body"].as_str())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{}", shown[0]);
+    assert!(bodies.iter().any(|b| b.contains("example.com/lacak/1")));
+    assert!(bodies.iter().any(|b| !b.contains("example.com/lacak/1")));
+    let order = cli_json(&[
+        "resources",
+        "show",
+        "biteship",
+        "order",
+        "65bb1f2e9a4c3d0012e4f5a6",
+        "--data-dir",
+        &dir,
+    ]);
+    assert_eq!(order[0]["state"]["status"], "delivered", "{}", order[0]);
+}
+
+#[test]
+fn serve_refuses_a_visibility_timeout_shorter_than_the_lease() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let out = cli(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.path().to_str().expect("utf-8 path"),
+            "--env-file",
+            secrets_file().to_str().expect("utf-8 path"),
+            "--visibility-secs",
+            "60",
+        ],
+        QUICK,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(i32::from(code::CONFIG)), "{stderr}");
+    assert!(stderr.contains("shorter than the lease"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_takes_back_at_once_what_a_killed_serve_held() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    // A first serve acknowledges an event and dies holding it: received,
+    // hidden for an hour, not processed (its processor loops are stopped by
+    // SIGKILL right after the receive in the real case; here the message is
+    // received by hand on the same store).
+    {
+        let server = Server::start(
+            data.path(),
+            "operator-recover-1",
+            &[("TERIMA_WORKERS", "1")],
+        );
+        let signers = Signers::load();
+        let (_, mut delivery) = samples()
+            .into_iter()
+            .find(|(path, _)| path.ends_with("oms/package.status.packed.json"))
+            .expect("the Akinon sample");
+        signers.sign(&mut delivery);
+        let mut server = server;
+        server.kill();
+        let store =
+            terima_embedded::EmbeddedStore::open(data.path(), terima_embedded::Options::default())
+                .expect("the data directory");
+        let ingest = terima_service::Ingest::new(
+            terima_service::EndpointConfig::load(terima_core::Provider::Oms, &settings())
+                .expect("configured"),
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            std::sync::Arc::new(terima_core::SystemClock),
+            terima_service::Metrics::Silent,
+        );
+        let reply = ingest
+            .handle(&delivery.headers, &delivery.body, "req-held")
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let held = store
+            .receive(10, Duration::from_secs(3600))
+            .await
+            .expect("receives");
+        assert_eq!(held.len(), 1, "held by the dead process");
+    }
+    // The next serve, with an hour's visibility, processes it at once.
+    let started = Instant::now();
+    let _server = Server::start(
+        data.path(),
+        "operator-recover-2",
+        &[("TERIMA_VISIBILITY_SECS", "3600")],
+    );
+    loop {
+        let listed = cli_json(&["events", "list", "--data-dir", &dir, "--provider", "oms"]);
+        if listed.iter().any(|e| e["status"] == "processed") {
+            break;
+        }
+        assert!(
+            started.elapsed() < QUICK,
+            "the held message waited for its visibility"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("processed {:?} after the restart", started.elapsed());
+}
+
+/// The test secrets, as `serve --env-file` reads them.
+fn settings() -> impl terima_service::Lookup {
+    let text = std::fs::read_to_string(secrets_file()).expect("the secrets file");
+    let vars = terima_service::config::parse_env_file(&text).expect("an env file");
+    move |name: &str| vars.get(name).cloned()
+}

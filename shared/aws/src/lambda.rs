@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn the_archive_runs_in_the_first_two_minutes_of_each_hour() {
-        let hour = 1_796_040_000_000 - 1_796_040_000_000 % 3_600_000;
+        // 2026-11-30T12:00:00Z, the top of an hour.
+        let hour = 1_796_040_000_000;
         let at = |offset: i64| archive_hour_begins(Timestamp::from_unix_millis(hour + offset));
         assert!(at(0));
         assert!(at(119_999));

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod args;
 pub mod backend;
+pub mod console;
 pub mod consume;
 pub mod dlq;
 pub mod failure;

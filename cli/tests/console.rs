@@ -10,13 +10,12 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::browser::Browser;
 use common::load::HttpClient;
-use common::{BIN, Server, Signers, cli, cli_json, samples, secrets_file, variant};
+use common::{ConsoleProcess, Server, Signers, cli, cli_json, samples, secrets_file, variant};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -397,47 +396,6 @@ fn configured_secrets() -> Vec<String> {
         .collect()
 }
 
-/// `terima console` as a child process; killed when dropped.
-struct ConsoleProcess(Child, String);
-
-impl ConsoleProcess {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("console")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("terima console starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(url) = line.strip_prefix("console on ") {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(QUICK)
-            .expect("terima console prints its address");
-        Self(child, url)
-    }
-}
-
-impl Drop for ConsoleProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_answer_and_writes_need_the_flag_the_token_and_the_origin() {
     // GIVEN terima serve with the console, writes allowed, and every sample
@@ -524,15 +482,18 @@ async fn no_secret_in_any_answer_and_writes_need_the_flag_the_token_and_the_orig
     );
     answers.insert("stream".to_owned(), stream);
     // AND `terima console` on the same data directory
-    let offline = ConsoleProcess::start(&[
-        "--addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        &dir,
-        "--env-file",
-        secrets_file().to_str().expect("utf-8"),
-    ]);
-    let listed = get_json(&client, &format!("{}api/events?limit=5", offline.1)).await;
+    let offline = ConsoleProcess::start(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir,
+            "--env-file",
+            secrets_file().to_str().expect("utf-8"),
+        ],
+        |_| {},
+    );
+    let listed = get_json(&client, &format!("{}api/events?limit=5", offline.url)).await;
     assert_eq!(
         listed["items"].as_array().map(Vec::len),
         Some(5),
@@ -615,13 +576,13 @@ async fn no_secret_in_any_answer_and_writes_need_the_flag_the_token_and_the_orig
     let (status, _, body) = call(
         &client,
         "POST",
-        &format!("{}api/dead-letters/redrive", offline.1),
+        &format!("{}api/dead-letters/redrive", offline.url),
         &[("x-terima-token", token.as_str())],
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("--allow-writes"), "{body}");
-    let (_, _, page) = call(&client, "GET", &offline.1, &[]).await;
+    let (_, _, page) = call(&client, "GET", &offline.url, &[]).await;
     assert!(
         page.contains("name=\"terima-token\" content=\"\"") && page.contains("content=\"off\"")
     );

@@ -268,6 +268,53 @@ impl Drop for Server {
     }
 }
 
+/// `terima console` as a child process, on a free port; killed when dropped.
+pub struct ConsoleProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>/`.
+    pub url: String,
+}
+
+impl ConsoleProcess {
+    /// Starts `terima console <args>` with the environment set by
+    /// `configure`, and waits for its `console on` line.
+    pub fn start(args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .arg("console")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        configure(&mut command);
+        let mut child = command.spawn().expect("terima console starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("console on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => Self { child, url },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("terima console did not print its address within 30 s");
+            }
+        }
+    }
+}
+
+impl Drop for ConsoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the CLI to completion, within `timeout`. Output is read while the
 /// child runs, so a long listing never blocks on a full pipe.
 pub fn cli(args: &[&str], timeout: Duration) -> Output {

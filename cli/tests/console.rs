@@ -411,14 +411,25 @@ async fn no_secret_in_any_answer_and_writes_need_the_flag_the_token_and_the_orig
     }
     send_a_mix(&client, &server, &signers).await;
     let dir = data.path().to_str().expect("utf-8").to_owned();
-    let deadline = std::time::Instant::now() + QUICK;
-    while cli_json(&["status", "--data-dir", &dir])[0]["queued"] != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not processed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let drained = |dir: String| async move {
+        let deadline = std::time::Instant::now() + QUICK;
+        while cli_json(&["status", "--data-dir", &dir])[0]["queued"] != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not processed in time"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    drained(dir.clone()).await;
+    // AND once they are processed, a second body for a recorded work key
+    let mut conflicting = sample("bebaskirim/order.completed.json");
+    let mut body: Value = serde_json::from_slice(&conflicting.body).expect("JSON");
+    body["data"]["order_number"] = "BBS-2024-0001-OTHER".into();
+    conflicting.body = serde_json::to_vec(&body).expect("JSON");
+    signers.sign(&mut conflicting);
+    assert_eq!(deliver(&client, &server, &conflicting).await, 200);
+    drained(dir.clone()).await;
 
     // WHEN every page and endpoint is read, for every event, resource and
     // quarantined body
@@ -455,6 +466,25 @@ async fn no_secret_in_any_answer_and_writes_need_the_flag_the_token_and_the_orig
             event["resource_id"].as_str().expect("id"),
         ));
     }
+    let conflicts = get_json(&client, &format!("{console}api/conflicts")).await;
+    let conflict = &conflicts["items"][0];
+    let second = conflict["second_event_id"].as_str().expect("a conflict");
+    let detail = get_json(&client, &format!("{console}api/events/{second}")).await;
+    assert_eq!(
+        detail["conflict"]["other"]["id"], conflict["first_event_id"],
+        "the event page names the other event: {detail}"
+    );
+    assert!(
+        detail["conflict"]["other"]["body_pretty"]
+            .as_str()
+            .is_some_and(|b| b.contains("BBS-2024-0001") && !b.contains("OTHER")),
+        "and shows its body beside this one: {detail}"
+    );
+    let deliveries = get_json(&client, &format!("{console}api/deliveries")).await;
+    assert_eq!(
+        deliveries["items"][0]["outcome"], "conflict",
+        "the ack path answered conflict: {deliveries}"
+    );
     let quarantined = get_json(&client, &format!("{console}api/quarantine")).await;
     for record in quarantined["items"].as_array().expect("items") {
         urls.insert(format!(

@@ -36,6 +36,36 @@ export SAM_CLI_TELEMETRY=0
 # The SDK must never probe the instance-metadata address from here.
 export AWS_EC2_METADATA_DISABLED=true
 
+# The console's test drives a headless Chromium through chromedriver
+# (Debian's `chromium` and `chromium-driver`). Installed when missing, as
+# root or through passwordless sudo; the test is never skipped, so a machine
+# that can do neither stops here with what to install.
+ensure_browser() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        return 0
+    fi
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            echo "chromium and chromedriver are missing, and installing them needs root or passwordless sudo: apt-get install chromium chromium-driver" >&2
+            return 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "chromium and chromedriver are missing and there is no apt-get: install both on PATH (the console's browser test needs them)" >&2
+        return 1
+    fi
+    echo "==> installing chromium and chromium-driver (the console's browser test)" >&2
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+        echo "installing chromium and chromium-driver failed (see above)" >&2
+        return 1
+    fi
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs its tools into .venv,
 # starts a local DynamoDB + SQS emulator on a free loopback port, and runs
-# formatting, lints, unit and integration tests, template checks and the
-# cargo lambda local-invocation script. Stops everything it started.
+# formatting, lints, unit and integration tests (the console's in a headless
+# Chromium, installed when missing), template checks and the cargo lambda
+# local-invocation script. Stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TERIMA_ROOT"
+ensure_browser
 
 start_moto
 trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT

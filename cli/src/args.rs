@@ -17,6 +17,8 @@ use crate::http::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONN
 pub const DEFAULT_DATA_DIR: &str = ".terima";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+/// The console's address: loopback, beside the webhooks' port.
+pub const DEFAULT_CONSOLE_ADDR: &str = "127.0.0.1:8081";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +61,10 @@ pub enum Command {
     /// Queue depth, messages in flight and dead letters.
     #[command(after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
+    /// The inspector in the browser (live events, event detail, resource
+    /// stories, dead letters) on a data directory or a deployed stack.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Console(ConsoleArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +125,42 @@ pub struct ServeArgs {
     /// is still taken). Embedded backend only.
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUE_DEPTH, env = "TERIMA_MAX_QUEUE_DEPTH", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queue_depth: u64,
+    /// Where the console (the inspector in the browser) listens, or `off`.
+    /// Never on --addr, which faces the internet; loopback only unless
+    /// --console-allow-remote [default: 127.0.0.1:8081, skipped with a
+    /// warning when taken].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_console_addr)]
+    pub console: Option<ConsoleAddr>,
+    /// Let --console listen on a non-loopback address. The console shows
+    /// every event's body: firewall it.
+    #[arg(long)]
+    pub console_allow_remote: bool,
+    /// Show the console's replay, redrive and retry buttons and accept them.
+    #[arg(long)]
+    pub console_allow_writes: bool,
+}
+
+/// `--console`: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleAddr {
+    Off,
+    At(SocketAddr),
+}
+
+#[derive(Args, Debug)]
+pub struct ConsoleArgs {
+    /// Address to listen on; port 0 picks a free one (the bound address is printed).
+    #[arg(long, default_value = DEFAULT_CONSOLE_ADDR)]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Let --addr be a non-loopback address. The console shows every
+    /// event's body: firewall it.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Show the replay, redrive and retry buttons and accept them.
+    #[arg(long)]
+    pub allow_writes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -349,6 +391,15 @@ fn parse_provider(text: &str) -> Result<Provider, String> {
     })
 }
 
+fn parse_console_addr(text: &str) -> Result<ConsoleAddr, String> {
+    if text == "off" {
+        return Ok(ConsoleAddr::Off);
+    }
+    text.parse()
+        .map(ConsoleAddr::At)
+        .map_err(|_| "expected an address such as 127.0.0.1:8081, or off".to_owned())
+}
+
 fn parse_status(text: &str) -> Result<ListedStatus, String> {
     ListedStatus::parse(text)
         .ok_or_else(|| "expected received, processing, processed or failed".to_owned())
@@ -392,6 +443,8 @@ mod tests {
             vec!["terima", "events", "list", "--resource", "order"],
             vec!["terima", "replay", "--rate", "0"],
             vec!["terima", "serve", "--addr", "nowhere"],
+            vec!["terima", "serve", "--console", "nowhere"],
+            vec!["terima", "console", "--addr", "localhost"],
         ] {
             let err = Cli::try_parse_from(&args).expect_err("refused");
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -71,24 +71,30 @@ pub async fn run(command: DlqCommand) -> Result<(), Failure> {
         }
         DlqCommand::Redrive { ids, backend, json } => {
             let Opened { backend, .. } = Backend::open(&backend).await?;
-            let moved = match &backend {
-                Backend::Embedded(store) => store.redrive((!ids.is_empty()).then_some(ids)).await?,
-                Backend::Aws(aws) => {
-                    if !ids.is_empty() {
-                        return Err(Failure::Usage(
-                            "selecting dead letters by id works on the embedded backend only; on AWS redrive moves them all"
-                                .to_owned(),
-                        ));
-                    }
-                    sqs_redrive(aws).await?
-                }
-            };
+            let moved = redrive(&backend, ids).await?;
             if json {
                 print_json_line(&json!({ "redriven": moved }));
             } else {
                 println!("moved {moved} message(s) back to the queue");
             }
             Ok(())
+        }
+    }
+}
+
+/// Moves dead letters back to the queue: those with `ids` (embedded only),
+/// or all of them. Returns how many moved.
+pub async fn redrive(backend: &Backend, ids: Vec<i64>) -> Result<usize, Failure> {
+    match backend {
+        Backend::Embedded(store) => Ok(store.redrive((!ids.is_empty()).then_some(ids)).await?),
+        Backend::Aws(aws) => {
+            if !ids.is_empty() {
+                return Err(Failure::Usage(
+                    "selecting dead letters by id works on the embedded backend only; on AWS redrive moves them all"
+                        .to_owned(),
+                ));
+            }
+            sqs_redrive(aws).await
         }
     }
 }
@@ -123,7 +129,7 @@ async fn receive_batch(
     Ok(out.messages.unwrap_or_default())
 }
 
-async fn sqs_list(aws: &Aws, limit: usize) -> Result<Vec<serde_json::Value>, Failure> {
+pub async fn sqs_list(aws: &Aws, limit: usize) -> Result<Vec<serde_json::Value>, Failure> {
     let client = aws.queue()?.client();
     let url = aws.dlq_url()?;
     let mut seen = Vec::new();

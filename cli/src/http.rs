@@ -42,15 +42,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use terima_core::{Clock, SystemClock};
+use terima_core::{Clock, Provider, SystemClock};
 use terima_service::store::{AckStore, Blobs, Queue};
-use terima_service::{EndpointConfig, Ingest, Outcome, Reply};
+use terima_service::{Delivered, EndpointConfig, Ingest, Outcome, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
+use crate::console::recent::Recent;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,6 +279,8 @@ pub struct Routes<S, Q, B> {
     /// Distinguishes this process's request ids from an earlier run's.
     boot: i64,
     requests: AtomicU64,
+    /// Where every delivery's outcome is recorded for the console, if on.
+    recent: Option<Arc<Recent>>,
 }
 
 /// A request body, read up to the limit.
@@ -301,7 +304,41 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
             body_timeout,
             boot: SystemClock.now_millis(),
             requests: AtomicU64::new(0),
+            recent: None,
         }
+    }
+
+    /// Records every delivery to a provider's route in `recent`.
+    pub fn recording(mut self, recent: Arc<Recent>) -> Self {
+        self.recent = Some(recent);
+        self
+    }
+
+    /// Notes a delivery refused here, before the ack path saw it.
+    fn refused(
+        &self,
+        provider: Provider,
+        request_id: &str,
+        status: StatusCode,
+        label: &'static str,
+    ) {
+        let delivered = Delivered {
+            outcome: label,
+            ..Delivered::default()
+        };
+        self.note(provider, request_id, status.as_u16(), &delivered);
+    }
+
+    fn note(&self, provider: Provider, request_id: &str, status: u16, delivered: &Delivered) {
+        if let Some(recent) = &self.recent {
+            recent.record(provider, request_id, status, delivered);
+        }
+    }
+
+    /// The ack path's answer, noted.
+    fn noted(&self, provider: Provider, request_id: &str, answer: Reply) -> Response<Full<Bytes>> {
+        self.note(provider, request_id, answer.status, &answer.delivered);
+        reply(&answer)
     }
 
     fn request_id(&self) -> String {
@@ -325,17 +362,20 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
                 &status_body("not_found", &request_id),
             );
         };
+        let provider = ingest.provider();
+        let refused = |status, label| self.refused(provider, &request_id, status, label);
         if request.method() != Method::POST {
+            let label = "method_not_allowed";
+            refused(StatusCode::METHOD_NOT_ALLOWED, label);
             let mut response = respond(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &status_body("method_not_allowed", &request_id),
+                &status_body(label, &request_id),
             );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let provider = ingest.provider();
         let limit = ingest.body_limit();
         let (parts, body) = request.into_parts();
         let declared = parts
@@ -347,21 +387,27 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
             // Answered before the body is read (nor a 100 Continue sent).
             let outcome = Outcome::TooLarge { limit };
             warn!(%provider, request_id, declared, "rejected: body too large");
-            return closing(reply(&Reply {
+            let answer = Reply {
                 status: outcome.status(),
                 body: outcome.body(&request_id),
-            }));
+                delivered: Delivered {
+                    outcome: outcome.label(),
+                    reason: outcome.reason(),
+                    ..Delivered::default()
+                },
+            };
+            return closing(self.noted(provider, &request_id, answer));
         }
         let bytes = match tokio::time::timeout(self.body_timeout, read_body(body, limit)).await {
             Ok(Ok(Body::Complete(bytes))) => bytes,
             // The ack path answers 413 (and counts it) for limit + 1 bytes.
             Ok(Ok(Body::TooLarge(start))) => {
-                return closing(reply(
-                    &ingest.handle(&parts.headers, &start, &request_id).await,
-                ));
+                let answer = ingest.handle(&parts.headers, &start, &request_id).await;
+                return closing(self.noted(provider, &request_id, answer));
             }
             Ok(Err(e)) => {
                 warn!(%provider, request_id, detail = %e, "request body could not be read");
+                refused(StatusCode::BAD_REQUEST, "unreadable_body");
                 return respond(
                     StatusCode::BAD_REQUEST,
                     &status_body("unreadable_body", &request_id),
@@ -369,6 +415,7 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
             }
             Err(_) => {
                 warn!(%provider, request_id, timeout_secs = self.body_timeout.as_secs(), "request body not received in time");
+                refused(StatusCode::REQUEST_TIMEOUT, "timeout");
                 return closing(respond(
                     StatusCode::REQUEST_TIMEOUT,
                     &status_body("timeout", &request_id),
@@ -377,6 +424,7 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
         };
         if let Err(overloaded) = self.admission.admit(provider) {
             debug!(%provider, request_id, depth = overloaded.depth, "refused: queue at its bound");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
             let mut response = respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &overloaded.body(&request_id),
@@ -386,7 +434,8 @@ impl<S: AckStore, Q: Queue, B: Blobs> Routes<S, Q, B> {
                 .insert(header::RETRY_AFTER, overloaded.retry_after_secs().into());
             return response;
         }
-        reply(&ingest.handle(&parts.headers, &bytes, &request_id).await)
+        let answer = ingest.handle(&parts.headers, &bytes, &request_id).await;
+        self.noted(provider, &request_id, answer)
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod args;
 pub mod backend;
+pub mod console;
 pub mod consume;
 pub mod dlq;
 pub mod failure;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Quarantine(command) => inspect::quarantine(command).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Status(args) => inspect::status(args).await,
+        Command::Console(args) => console::run(args).await,
     }
 }
 
@@ -42,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 /// stderr. `RUST_LOG` overrides either.
 pub fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Console(_) => "info",
         _ => "warn",
     }
 }

@@ -118,6 +118,12 @@ pub fn dead_letter_json(
     }
     match QueueMessage::decode(body) {
         Ok(m) => {
+            // The id the processor logs it under (it may have, before failing).
+            value["event_id"] = terima_service::store::event_id(
+                m.received_at,
+                &terima_service::store::WorkKey::of(&m),
+            )
+            .into();
             value["provider"] = m.provider.name().into();
             value["event_type"] = m.event_type.into();
             value["dedup_key"] = m.dedup_key.into();

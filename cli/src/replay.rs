@@ -126,7 +126,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
 }
 
 /// Replays one logged event under a new request id.
-async fn replay_one(
+pub async fn replay_one(
     backend: &Backend,
     view: EventView,
     request_id: String,

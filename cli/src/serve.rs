@@ -21,6 +21,10 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Admission};
 use crate::args::{BackendKind, ServeArgs};
+use crate::backend::{Aws, Backend};
+use crate::console::mask::Masker;
+use crate::console::recent::{self, Recent};
+use crate::console::{self, Console};
 use crate::consume::{Consumer, consume};
 use crate::failure::Failure;
 use crate::http::{self, Limits, Routes};
@@ -46,6 +50,12 @@ const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let settings = Settings::load(args.backend.env_file.as_deref())?;
     let processor_config = ProcessorConfig::load(&settings)?;
+    let console = console::Options::for_serve(
+        args.console,
+        args.console_allow_remote,
+        args.console_allow_writes,
+    )?;
+    let recent = console.map(|_| Arc::new(Recent::new(recent::CAPACITY)));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let visibility = visibility(args.visibility_secs, processor_config.lease_millis)?;
     let limits = Limits {
@@ -97,6 +107,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 Arc::clone(&admission),
                 limits.body_timeout,
             );
+            let routes = recording(routes, recent.as_ref());
             let processor = Processor::new(
                 processor_config,
                 store.clone(),
@@ -111,10 +122,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 let store = store.clone();
                 async move { admission::watch(store, &admission).await }
             });
+            let console = start_console(
+                console.as_ref(),
+                recent,
+                Masker::from_settings(&settings),
+                || Backend::Embedded(store.clone()),
+            )
+            .await?;
             let listener = bind(&args).await?;
             info!(data = %store.path().display(), max_queue_depth = args.max_queue_depth, "embedded backend");
             let consumer = Consumer::Embedded { store, visibility };
             let result = serve(listener, routes, limits, processor, consumer, workers).await;
+            console.inspect(|c| c.abort());
             purger.abort();
             sweeper.abort();
             watcher.abort();
@@ -126,6 +145,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             let queue = setup::queue(&sdk, &settings)?;
             let blobs = setup::blobs(&sdk, &settings)?;
             let mut configs = Vec::new();
+            let mut masker = Masker::default();
             for provider in Provider::ALL {
                 let lookup = setup::with_secrets(&sdk, provider, |name: &str| settings.get(name))
                     .await
@@ -133,6 +153,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                         SetupError::Config(e) => Failure::config(e),
                         SetupError::Secret { .. } => Failure::backend(e),
                     })?;
+                masker.learn(provider, &lookup);
                 configs.push(EndpointConfig::load(provider, &lookup)?);
             }
             // SQS holds any backlog; its depth is not ours to bound.
@@ -151,6 +172,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 Arc::new(Admission::unbounded()),
                 limits.body_timeout,
             );
+            let routes = recording(routes, recent.as_ref());
+            let console_blobs = blobs.clone();
             let processor = Processor::new(
                 processor_config,
                 store.clone(),
@@ -159,6 +182,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 clock,
                 Metrics::Silent,
             );
+            let console = start_console(console.as_ref(), recent, masker, || {
+                Backend::Aws(Aws {
+                    store: store.clone(),
+                    queue: Some(queue.clone()),
+                    blobs: Some(console_blobs),
+                    dlq_url: settings.get("TERIMA_DLQ_URL"),
+                })
+            })
+            .await?;
             let sweeper = tokio::spawn(sweep_outbox(store, queue.clone()));
             let listener = bind(&args).await?;
             info!(table = ?settings.get("TERIMA_TABLE"), queue = queue.url(), "AWS backend");
@@ -168,10 +200,41 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 visibility,
             };
             let result = serve(listener, routes, limits, processor, consumer, workers).await;
+            console.inspect(|c| c.abort());
             sweeper.abort();
             result
         }
     }
+}
+
+/// Records every delivery for the console, when it runs.
+fn recording<S: AckStore, Q: Queue, B: Blobs>(
+    routes: Routes<S, Q, B>,
+    recent: Option<&Arc<Recent>>,
+) -> Routes<S, Q, B> {
+    match recent {
+        Some(recent) => routes.recording(Arc::clone(recent)),
+        None => routes,
+    }
+}
+
+/// Starts the console (when asked for) on `backend`, with this process's
+/// deliveries; stopped by aborting the handle.
+async fn start_console(
+    options: Option<&console::Options>,
+    recent: Option<Arc<Recent>>,
+    masker: Masker,
+    backend: impl FnOnce() -> Backend,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Failure> {
+    let Some(options) = options else {
+        return Ok(None);
+    };
+    console::spawn(options, || {
+        let backend = backend();
+        let source = console::describe(&backend, &Settings::default());
+        Console::new(backend, recent, masker, options, source)
+    })
+    .await
 }
 
 /// The visibility timeout: never shorter than the lease, so that a copy
@@ -277,7 +340,7 @@ where
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

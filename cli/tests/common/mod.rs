@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod backend;
+pub mod browser;
 pub mod ledger;
 pub mod limits;
 pub mod load;
@@ -170,6 +171,8 @@ pub fn log_path(log_name: &str) -> PathBuf {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The console's URL, when it was asked for (`--console`).
+    pub console: Option<String>,
 }
 
 impl Server {
@@ -204,20 +207,29 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // The console's line comes first, if any.
+            let mut console = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("console on ") {
+                    console = Some(url.trim().to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                    let _ = tx.send((addr.trim().to_owned(), console.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
+        let (addr, console) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((addr, console)) => (addr.parse().expect("a socket address"), console),
             Err(_) => {
                 let _ = child.kill();
                 panic!("terima serve did not print its address within 30 s (see {log_name}.log)");
             }
         };
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            console,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -253,6 +265,53 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `terima console` as a child process, on a free port; killed when dropped.
+pub struct ConsoleProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>/`.
+    pub url: String,
+}
+
+impl ConsoleProcess {
+    /// Starts `terima console <args>` with the environment set by
+    /// `configure`, and waits for its `console on` line.
+    pub fn start(args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .arg("console")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        configure(&mut command);
+        let mut child = command.spawn().expect("terima console starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("console on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => Self { child, url },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("terima console did not print its address within 30 s");
+            }
+        }
+    }
+}
+
+impl Drop for ConsoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -51,15 +51,16 @@ use http::HeaderMap;
 use serde_json::json;
 use terima_core::message::claim_key;
 use terima_core::{
-    Clock, Inspected, Provider, QueueMessage, ReadError, Timestamp, Verification, VerifyError,
-    inspect,
+    Clock, Inspected, Provider, QueueMessage, ReadError, Resource, Timestamp, Verification,
+    VerifyError, inspect,
 };
 use tracing::{debug, error, warn};
 
 use crate::config::EndpointConfig;
 use crate::metrics::{Metric, Metrics, Point};
 use crate::store::{
-    AckStore, BackendError, Blobs, QuarantineRecord, QuarantinedBody, Queue, Seen, quarantine_id,
+    AckStore, BackendError, Blobs, QuarantineRecord, QuarantinedBody, Queue, Seen, WorkKey,
+    event_id, quarantine_id,
 };
 
 /// What happened to one delivery. The one place that maps it to HTTP is
@@ -108,6 +109,17 @@ impl Outcome {
         }
     }
 
+    /// The reason class of a refusal or a quarantine.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Quarantined(e) => Some(e.reason()),
+            Self::Unauthorized(e) => Some(e.reason()),
+            Self::TooLarge { .. } => Some("too_large"),
+            Self::Unavailable(e) => Some(e.backend),
+            _ => None,
+        }
+    }
+
     /// A small JSON body. A 401 never says why; a 503 never says what failed.
     pub fn body(&self, request_id: &str) -> String {
         let mut body = json!({ "status": self.label(), "request_id": request_id });
@@ -130,6 +142,25 @@ impl Outcome {
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// What the delivery was, for a local inspector (`terima serve`'s
+    /// console shows every delivery, refused ones included, which are never
+    /// stored). The Lambda ignores it.
+    pub delivered: Delivered,
+}
+
+/// One delivery as the ack path saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// [`Outcome::label`].
+    pub outcome: &'static str,
+    /// Why it was refused or quarantined (`bad_signature`, `not_json`, ...).
+    pub reason: Option<&'static str>,
+    /// The id the processor logs it under
+    /// ([`event_id`](crate::store::event_id), deterministic), or its
+    /// quarantine record's id.
+    pub record_id: Option<String>,
+    pub event_type: Option<String>,
+    pub resource: Option<Resource>,
 }
 
 /// What the report of one delivery says besides its outcome.
@@ -137,6 +168,8 @@ pub struct Reply {
 struct Notes {
     /// The queue send failed and the outbox holds the event.
     held: bool,
+    /// What was read of the delivery, for [`Reply::delivered`].
+    delivered: Delivered,
     /// Backend calls that failed without changing the answer.
     failures: Vec<BackendError>,
     scheme: Option<&'static str>,
@@ -194,9 +227,13 @@ impl<S: AckStore, Q: Queue, B: Blobs> Ingest<S, Q, B> {
         let mut notes = Notes::default();
         let outcome = self.outcome(headers, body, request_id, &mut notes).await;
         self.report(&outcome, &notes, request_id, Some(started));
+        let mut delivered = std::mem::take(&mut notes.delivered);
+        delivered.outcome = outcome.label();
+        delivered.reason = outcome.reason();
         Reply {
             status: outcome.status(),
             body: outcome.body(request_id),
+            delivered,
         }
     }
 
@@ -235,12 +272,21 @@ impl<S: AckStore, Q: Queue, B: Blobs> Ingest<S, Q, B> {
         let now = Timestamp::from_unix_millis(self.clock.now_millis());
         let inspected = match inspect(provider, headers, body) {
             Ok(inspected) => inspected,
-            Err(e) => return self.quarantine(headers, body, e, now, request_id).await,
+            Err(e) => {
+                notes.delivered.record_id = Some(quarantine_id(now, request_id));
+                return self.quarantine(headers, body, e, now, request_id).await;
+            }
         };
         let Ok(text) = std::str::from_utf8(body) else {
             unreachable!("inspect parsed the body as UTF-8 JSON")
         };
         let message = QueueMessage::new(&inspected, headers, text, now, request_id);
+        notes.delivered = Delivered {
+            record_id: Some(event_id(message.received_at, &WorkKey::of(&message))),
+            event_type: Some(message.event_type.clone()),
+            resource: Some(message.resource.clone()),
+            ..Delivered::default()
+        };
         self.accept(message, &inspected, notes).await
     }
 

@@ -15,6 +15,6 @@ pub mod store;
 pub mod sweep;
 
 pub use config::{ConfigError, EndpointConfig, Env, Lookup, ProcessorConfig};
-pub use ingest::{Ingest, Outcome, Reply};
+pub use ingest::{Delivered, Ingest, Outcome, Reply};
 pub use metrics::Metrics;
 pub use process::{Extension, Processor, Record};

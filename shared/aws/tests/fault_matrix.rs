@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use common::*;
 use terima_aws::{DynamoStore, S3Blobs, SqsQueue};
 use terima_core::{Inspected, Provider};
@@ -296,55 +295,13 @@ async fn run_case(provider: Provider, file: &str, case: &Case) -> Outcome {
     );
     let mut empty = 0;
     while empty < 3 {
-        let out = b
-            .sqs
-            .receive_message()
-            .queue_url(&b.queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty += 1;
-            sleep_ms(u64::from(VISIBILITY_SECS) * 600).await;
-            continue;
-        }
-        empty = 0;
-        let mut event = SqsEvent::default();
-        event.records = messages
-            .iter()
-            .map(|m| {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.body = m.body.clone();
-                record
-            })
-            .collect();
         // A crashed invocation: killed, nothing deleted.
-        let Ok(response) = tokio::time::timeout(
-            KILLED_AFTER,
-            terima_aws::lambda::handle_batch(&processor, event),
-        )
-        .await
-        else {
-            continue;
-        };
-        let failed: Vec<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
-        for m in &messages {
-            if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
-                b.sqs
-                    .delete_message()
-                    .queue_url(&b.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
+        match poll_once(&b, &processor, KILLED_AFTER).await {
+            Some((received, _)) if received.is_empty() => {
+                empty += 1;
+                sleep_ms(u64::from(VISIBILITY_SECS) * 600).await;
             }
+            _ => empty = 0,
         }
     }
     let inspected = terima_core::inspect(

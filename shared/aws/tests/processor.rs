@@ -93,56 +93,14 @@ fn biteship(status: &str, updated_at: Option<&str>) -> String {
     v.to_string()
 }
 
-/// What Lambda's SQS event source mapping does once: receive a batch, invoke,
-/// delete what succeeded. Returns the received ids and the reported failures.
+/// The event source mapping's one round (see `common::poll_once`).
 async fn poll_once<E: Extension>(
     b: &Backends,
     p: &Processor<DynamoStore, S3Blobs, E>,
 ) -> (Vec<String>, Vec<String>) {
-    let out = b
-        .sqs
-        .receive_message()
-        .queue_url(&b.queue_url)
-        .max_number_of_messages(10)
-        .send()
+    common::poll_once(b, p, Duration::from_secs(600))
         .await
-        .expect("receive");
-    let messages = out.messages.unwrap_or_default();
-    let mut event = SqsEvent::default();
-    event.records = messages
-        .iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            record
-        })
-        .collect();
-    let response = terima_aws::lambda::handle_batch(p, event).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    for m in &messages {
-        if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
-            b.sqs
-                .delete_message()
-                .queue_url(&b.queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    (
-        messages
-            .iter()
-            .filter_map(|m| m.message_id.clone())
-            .collect(),
-        failed,
-    )
+        .expect("the invocation finishes")
 }
 
 async fn send(b: &Backends, body: &str) -> String {

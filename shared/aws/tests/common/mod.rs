@@ -378,3 +378,61 @@ where
 pub async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// What Lambda's SQS event source mapping does once: receive a batch, invoke
+/// the processor's handler (killed after `kill_after`, as a timed-out
+/// invocation is: nothing deleted), delete what succeeded. Returns the
+/// received ids and the reported failures; `None` when the invocation was
+/// killed.
+pub async fn poll_once<E: terima_service::Extension, S: terima_service::store::EventStore>(
+    b: &Backends,
+    p: &Processor<S, S3Blobs, E>,
+    kill_after: Duration,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let out = b
+        .sqs
+        .receive_message()
+        .queue_url(&b.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages.unwrap_or_default();
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = aws_lambda_events::sqs::SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record
+        })
+        .collect();
+    let response = tokio::time::timeout(kill_after, terima_aws::lambda::handle_batch(p, event))
+        .await
+        .ok()?;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    for m in &messages {
+        if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
+            b.sqs
+                .delete_message()
+                .queue_url(&b.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    Some((
+        messages
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect(),
+        failed,
+    ))
+}

@@ -25,8 +25,6 @@ Prints one line per check and closes with `N passed, M failed`.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_template import (  # noqa: E402 - the sibling script, imported from its folder
     ROOT,
     TEMPLATE,
+    catalogue,
     dashboard_body,
     is_intrinsic,
     load_template,
@@ -53,18 +52,6 @@ def check(ok: bool, what: str, detail: str = "") -> bool:
         failed += 1
         print(f"FAIL - {what}" + (f": {detail}" if detail else ""))
     return ok
-
-
-def catalogue() -> dict:
-    """The code's own catalogue of metrics and providers."""
-    out = subprocess.run(
-        ["cargo", "run", "--quiet", "--locked", "-p", "terima-service", "--example", "catalogue"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)
 
 
 # --------------------------------------------------------------------------
